@@ -1,0 +1,44 @@
+# One-command entry points: `make demo` (sample run) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE_SIZE ?= 10
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test dev instance venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Install the instance config into DAGSTER_HOME: PostgreSQL when DAGSTER_POSTGRES_URL is set.
+instance:
+	mkdir -p "$(DAGSTER_HOME)"
+	if [ -n "$$DAGSTER_POSTGRES_URL" ]; then cp dagster.postgres.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
+	else cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; fi
+
+demo: venv instance
+	@range=$$($(BIN)/asset-pipeline catalog sample-range --count $(SAMPLE_SIZE)) && \
+	echo "Materializing images $$range through the Dagster CLI (DAGSTER_HOME=$(DAGSTER_HOME))" && \
+	$(BIN)/dagster asset materialize -m asset_pipeline.definitions --select images --partition-range "$$range" && \
+	$(BIN)/dagster asset materialize -m asset_pipeline.definitions --select image_variants --partition-range "$$range" && \
+	$(BIN)/dagster asset materialize -m asset_pipeline.definitions --select asset_manifest,contact_sheet && \
+	$(BIN)/asset-pipeline report --partition-range "$$range"
+
+dev: venv instance
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv instance
+	$(BIN)/python bench/placeholder_backfill.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""asset_pipeline: a catalog of image prompts turned into AI images, one Dagster partition per image."""

@@ -1,0 +1,28 @@
+"""Asset definitions. Partitioned assets are built from the catalog's ids by `build_assets`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from asset_pipeline.assets.catalog_source import build_image_catalog
+from asset_pipeline.assets.contact_sheet import contact_sheet
+from asset_pipeline.assets.images import build_images
+from asset_pipeline.assets.manifest import asset_manifest
+from asset_pipeline.assets.variants import build_image_variants
+from asset_pipeline.catalog import Catalog
+
+
+def image_partitions(catalog: Catalog) -> dg.StaticPartitionsDefinition:
+    """One partition per catalog entry, keyed by its id, in catalog order."""
+    return dg.StaticPartitionsDefinition(catalog.ids)
+
+
+def build_assets(catalog: Catalog) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    partitions = image_partitions(catalog)
+    return [
+        build_image_catalog(partitions),
+        build_images(partitions),
+        build_image_variants(partitions),
+        asset_manifest,
+        contact_sheet,
+    ]

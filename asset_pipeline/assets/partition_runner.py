@@ -1,0 +1,137 @@
+"""Produce many partitions' images concurrently inside one Dagster step.
+
+A run over a range (a backfill, `--partition-range`) must not start one process per image, so the
+step fans the partitions out to a bounded thread pool and hands each finished `ImageOutcome` back
+as soon as it is ready; the asset logs its materialization at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TypeVar
+
+import dagster as dg
+
+from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_checks
+from asset_pipeline.catalog.spec import Catalog, ImageSpec
+from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.generation.request import GenerationRequest
+from asset_pipeline.imaging.thumbnails import preview_markdown
+from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline.resources.image_store import ImageStore, StoredImage
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What happened to one partition; `stored` is None exactly when `error` is set."""
+
+    partition_key: str
+    spec: ImageSpec | None
+    request: GenerationRequest | None
+    stored: StoredImage | None = None
+    error: str | None = None
+    cache_hit: bool = False
+    cost_usd: float = 0.0
+    attempts: int = 0
+    prediction_id: str | None = None
+    duration_s: float = 0.0
+    checks: tuple[CheckOutcome, ...] = ()
+    preview: str | None = None
+
+
+def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> ImageOutcome:
+    """Return the stored image for one partition: from the store when its request hash is known, else generated."""
+    started = time.perf_counter()
+    spec = catalog.by_id.get(partition_key)
+    if spec is None:
+        return ImageOutcome(partition_key, None, None, error=f"no entry with id '{partition_key}' in {catalog.source}")
+    request = generator.request_for(spec)
+    try:
+        stored = store.find(request.request_hash, partition_key=partition_key)
+        cache_hit = stored is not None
+        cost, attempts, prediction_id = 0.0, 0, None
+        if stored is None:
+            rendered = generator.generate(request)
+            cost, attempts, prediction_id = rendered.cost_usd, rendered.attempts, rendered.prediction_id
+            record = {
+                "backend": request.backend,
+                "model": rendered.model,
+                "seed": request.seed,
+                "width": request.width,
+                "height": request.height,
+                "cost_usd": cost,
+                "prediction_id": prediction_id,
+                "fallback": False,
+            }
+            stored = store.put(rendered.png, partition_key=partition_key, request_hash=request.request_hash, record=record)
+        png = stored.path.read_bytes()
+    except AssetPipelineError as exc:
+        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+    except Exception as exc:  # one broken image must not abort the other partitions of the run
+        reason = f"unexpected {exc.__class__.__name__}: {exc}"
+        return ImageOutcome(partition_key, spec, request, error=reason, duration_s=time.perf_counter() - started)
+    fallback = bool(stored.record.get("fallback", False))
+    return ImageOutcome(
+        partition_key,
+        spec,
+        request,
+        stored=stored,
+        cache_hit=cache_hit,
+        cost_usd=cost,
+        attempts=attempts,
+        prediction_id=prediction_id,
+        duration_s=time.perf_counter() - started,
+        checks=evaluate_image_checks(png, spec, fallback=fallback),
+        preview=preview_markdown(png, alt=partition_key),
+    )
+
+
+def run_concurrently(partition_keys: Iterable[str], work: Callable[[str], T], *, max_concurrency: int) -> Iterator[T]:
+    """Yield each partition's outcome as it finishes, at most `max_concurrency` in flight.
+
+    Only `max_concurrency` tasks are submitted at a time, so an interrupted run (terminated from
+    the UI) leaves no queue of unstarted work behind: closing the generator waits only for the
+    images already in flight.
+    """
+    pending_keys = iter(partition_keys)
+    in_flight: set[Future[T]] = set()
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="image") as pool:
+        try:
+            for key in pending_keys:
+                in_flight.add(pool.submit(work, key))
+                if len(in_flight) >= max_concurrency:
+                    done, in_flight = _wait_some(in_flight)
+                    yield from (future.result() for future in done)
+            while in_flight:
+                done, in_flight = _wait_some(in_flight)
+                yield from (future.result() for future in done)
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+
+def _wait_some(futures: set[Future[T]]) -> tuple[set[Future[T]], set[Future[T]]]:
+    done, not_done = wait(futures, return_when=FIRST_COMPLETED)
+    return done, not_done
+
+
+def raise_for_failures(failures: dict[str, str], *, total: int) -> None:
+    """End the step as failed, naming each failed partition and why; the others stay materialized.
+
+    Retries are not allowed here: each failure already has a stated reason, and the partitions that
+    succeeded would only be re-checked. Failed partitions are re-run through Dagster's
+    "re-execute failed" or "backfill failed and missing".
+    """
+    if not failures:
+        return
+    listing = "\n".join(f"  {key}: {reason}" for key, reason in sorted(failures.items()))
+    raise dg.Failure(
+        description=f"{len(failures)} of {total} partition(s) failed:\n{listing}",
+        metadata={"failed_partitions": sorted(failures), "reasons": failures},
+        allow_retries=False,
+    )

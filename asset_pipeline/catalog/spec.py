@@ -1,0 +1,135 @@
+"""Pydantic models of one image spec and of a whole catalog.
+
+Limits are chosen so every spec is valid for all three backends: sizes are multiples of 8
+(SDXL's VAE works on 8-pixel blocks) between 64 and 2048 pixels a side, prompts are bounded so a
+typo cannot send megabytes to a paid API, and ids are slugs that are safe as file names and as
+Dagster partition keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+MIN_SIDE = 64
+MAX_SIDE = 2048
+MAX_PROMPT_CHARS = 2000
+MAX_STYLE_TAGS = 16
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,78}[a-z0-9])?$"
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _multiple_of_8(value: int) -> int:
+    if value % 8:
+        raise ValueError(f"must be a multiple of 8 (got {value}; nearest is {max(8, round(value / 8) * 8)})")
+    return value
+
+
+def _clean_text(value: str) -> str:
+    if _CONTROL_CHARS.search(value):
+        raise ValueError("must not contain control characters such as NUL")
+    return value.strip()
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+Slug = Annotated[
+    str,
+    Field(
+        pattern=SLUG_PATTERN,
+        description="lowercase letters, digits, '-' and '_', 1-80 characters, starting and ending "
+        "with a letter or digit",
+    ),
+]
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE), AfterValidator(_multiple_of_8)]
+Prompt = Annotated[
+    str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(_clean_text), AfterValidator(_non_empty)
+]
+NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(_clean_text)]
+StyleTag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9 _-]*$")]
+ModelRef = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w./:@-]*$")]
+
+
+def derived_seed(image_id: str) -> int:
+    """A stable seed for specs that do not set one, so re-runs reproduce the same image."""
+    return int.from_bytes(hashlib.sha256(image_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class SpecDefaults(BaseModel):
+    """Values applied to every entry that does not set them (the catalog's `defaults:` block)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: Slug | None = None
+    negative_prompt: NegativePrompt = ""
+    width: Side = 1024
+    height: Side = 1024
+    steps: int = Field(default=30, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    style: list[StyleTag] = Field(default_factory=list, max_length=MAX_STYLE_TAGS)
+    model: ModelRef | None = None
+
+
+class ImageSpec(BaseModel):
+    """Everything needed to generate one image; one spec is one partition of `images`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Slug
+    category: Slug
+    prompt: Prompt
+    negative_prompt: NegativePrompt = ""
+    width: Side = 1024
+    height: Side = 1024
+    seed: int = Field(ge=0, le=2**32 - 1)
+    steps: int = Field(default=30, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    style: tuple[StyleTag, ...] = Field(default=(), max_length=MAX_STYLE_TAGS)
+    model: ModelRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_from_id(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("seed") is None and isinstance(data.get("id"), str):
+            return {**data, "seed": derived_seed(data["id"])}
+        return data
+
+    @cached_property
+    def spec_hash(self) -> str:
+        """SHA-256 of the canonical JSON of the spec: the data version of its catalog partition."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def full_prompt(self) -> str:
+        """The prompt with its style tags appended, as sent to a backend."""
+        return ", ".join([self.prompt, *self.style]) if self.style else self.prompt
+
+
+class Catalog(BaseModel):
+    """A validated catalog: specs in file order, ids unique."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    images: tuple[ImageSpec, ...]
+
+    @cached_property
+    def by_id(self) -> dict[str, ImageSpec]:
+        return {spec.id: spec for spec in self.images}
+
+    @property
+    def ids(self) -> list[str]:
+        return [spec.id for spec in self.images]
+
+    def get(self, image_id: str) -> ImageSpec:
+        return self.by_id[image_id]

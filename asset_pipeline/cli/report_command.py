@@ -1,0 +1,83 @@
+"""`asset-pipeline report`: what the Dagster instance says was made, per partition."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import dagster as dg
+
+from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.lineage import latest_event
+from asset_pipeline.catalog import load_catalog
+from asset_pipeline.settings import load_settings
+
+_COLUMNS = ("key", "path", "size", "cost_usd", "cache_hit")
+
+
+def image_rows(instance: dg.DagsterInstance, keys: list[str]) -> list[dict[str, Any]]:
+    """One row per partition key: its latest materialization's facts, or status 'missing'."""
+    rows = []
+    for key in keys:
+        record = latest_event(instance, IMAGES, key, observation=False)
+        materialization = record.asset_materialization if record else None
+        if materialization is None:
+            rows.append({"key": key, "status": "missing"})
+            continue
+        meta = {name: value.value for name, value in materialization.metadata.items()}
+        rows.append(
+            {
+                "key": key,
+                "status": "materialized",
+                "path": meta.get("path"),
+                "size": f"{meta.get('width')}x{meta.get('height')}",
+                "cost_usd": meta.get("cost_usd"),
+                "cache_hit": meta.get("cache_hit"),
+                "run_id": record.run_id,
+            }
+        )
+    return rows
+
+
+def _keys_for(partition_range: str | None, partitions: tuple[str, ...]) -> list[str]:
+    settings = load_settings()
+    ids = load_catalog(str(settings.catalog) if settings.catalog else None).ids
+    if partitions:
+        return list(partitions)
+    if partition_range:
+        first, _, last = partition_range.partition("...")
+        if first not in ids or last not in ids:
+            raise click.BadParameter(f"'{partition_range}' is not FIRST...LAST of two catalog ids", param_hint="--partition-range")
+        return ids[ids.index(first) : ids.index(last) + 1]
+    return ids
+
+
+@click.command()
+@click.option("--partition-range", help="FIRST...LAST catalog ids (inclusive).")
+@click.option("--partition", "partitions", multiple=True, help="One partition key; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows instead of a table.")
+def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bool) -> None:
+    """Show what was made for each image partition (default: the whole catalog)."""
+    keys = _keys_for(partition_range, partitions)
+    with dg.DagsterInstance.get() as instance:
+        rows = image_rows(instance, keys)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    made = [row for row in rows if row["status"] == "materialized"]
+    table = [[str(row.get(column, "")) for column in _COLUMNS] for row in made]
+    widths = [max([len(column)] + [len(line[i]) for line in table]) for i, column in enumerate(_COLUMNS)]
+    click.echo("  ".join(column.ljust(width) for column, width in zip(_COLUMNS, widths)))
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
+    settings = load_settings()
+    click.echo(
+        f"\n{len(made)} of {len(rows)} image(s) materialized, "
+        f"{sum(1 for row in made if row['cache_hit'])} cache hit(s), "
+        f"total cost ${sum(row['cost_usd'] or 0 for row in made):.4f}."
+    )
+    click.echo(f"Images:        {settings.data_dir / 'images'}")
+    click.echo(f"Manifest:      {settings.data_dir / 'manifest.json'}")
+    click.echo(f"Contact sheet: {settings.data_dir / 'contact_sheet'}")
+    click.echo("Dagster UI:    make dev, then http://127.0.0.1:3000 (asset 'images')")

@@ -1,0 +1,82 @@
+"""Every error the pipeline raises on purpose, with structured fields.
+
+    AssetPipelineError
+    ├── CatalogError            the catalog file is unreadable or invalid (one CatalogProblem per fault)
+    ├── ConfigurationError      a setting or environment variable is unusable
+    ├── StoreError              the image store cannot read or write an image
+    │   └── UnsafePathError     a path would leave the store's root
+    └── GenerationError         one partition's image could not be produced
+        └── InvalidImageError   a backend returned bytes that are not the image asked for
+
+Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class AssetPipelineError(Exception):
+    """Base class for the pipeline's own errors."""
+
+
+@dataclass(frozen=True)
+class CatalogProblem:
+    """One fault in a catalog file, located as precisely as the file allows."""
+
+    file: str
+    message: str
+    entry: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.entry is not None:
+            where.append(f"entry {self.entry}")
+        if self.field is not None:
+            where.append(f"field '{self.field}'")
+        return f"{': '.join(where)}: {self.message}"
+
+
+class CatalogError(AssetPipelineError):
+    """The catalog cannot be used; `problems` lists every fault found, one line each."""
+
+    def __init__(self, problems: list[CatalogProblem]):
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        header = f"invalid image catalog ({count} problem{'s' if count != 1 else ''}):"
+        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+
+
+class ConfigurationError(AssetPipelineError):
+    """A setting is missing or unusable; `setting` names it (never its secret value)."""
+
+    def __init__(self, setting: str, message: str):
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")
+
+
+class StoreError(AssetPipelineError):
+    """The image store failed to read or write `path`."""
+
+    def __init__(self, path: Path | str, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class UnsafePathError(StoreError):
+    """`path` would leave the store's root or is not a name the store accepts; `reason` says which."""
+
+
+class GenerationError(AssetPipelineError):
+    """The image for `partition_key` could not be produced; `reason` is safe to show and log."""
+
+    def __init__(self, partition_key: str, reason: str):
+        self.partition_key = partition_key
+        self.reason = reason
+        super().__init__(f"{partition_key}: {reason}")
+
+
+class InvalidImageError(GenerationError):
+    """A backend returned bytes that do not decode to an image of the requested size."""

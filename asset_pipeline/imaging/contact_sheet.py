@@ -1,0 +1,38 @@
+"""Lay thumbnails out as labelled grid pages for review."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+CELL = 160
+LABEL_HEIGHT = 18
+COLUMNS = 12
+ROWS_PER_PAGE = 8
+
+
+def contact_sheet_pages(items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    """PNG pages of `COLUMNS` x `ROWS_PER_PAGE` cells, each an image (fitted) above its label."""
+    per_page = COLUMNS * ROWS_PER_PAGE
+    return [_page(items[start : start + per_page]) for start in range(0, len(items), per_page)]
+
+
+def _page(items: Sequence[tuple[str, bytes]]) -> bytes:
+    rows = (len(items) + COLUMNS - 1) // COLUMNS
+    cell_height = CELL + LABEL_HEIGHT
+    sheet = Image.new("RGB", (COLUMNS * CELL, rows * cell_height), (245, 245, 245))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=11)
+    for index, (label, data) in enumerate(items):
+        left, top = (index % COLUMNS) * CELL, (index // COLUMNS) * cell_height
+        with Image.open(io.BytesIO(data)) as image:
+            thumb = image.convert("RGB")
+        thumb.thumbnail((CELL - 8, CELL - 8))
+        sheet.paste(thumb, (left + (CELL - thumb.width) // 2, top + (CELL - thumb.height) // 2))
+        text = label if len(label) <= 26 else label[:25] + "…"
+        draw.text((left + 4, top + CELL), text, fill=(30, 30, 30), font=font)
+    out = io.BytesIO()
+    sheet.save(out, format="PNG", optimize=True)
+    return out.getvalue()

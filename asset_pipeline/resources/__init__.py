@@ -1,0 +1,1 @@
+"""Dagster resources: one file each, named after what it talks to."""

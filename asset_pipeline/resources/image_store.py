@@ -1,0 +1,116 @@
+"""The image store: content-addressed PNG files plus a stable path per partition.
+
+Layout under `root`:
+
+    objects/ab/<sha256>.png        every distinct image once, named by its content hash
+    images/<partition_key>.png     the current image of each partition (what the website uses)
+    requests/<request_hash>.json   request hash -> the stored image: the cache index, written last
+
+Every write is atomic, so a crash leaves either the previous file or the complete new one. The
+request index is written after both image files, so an index entry always points at a complete
+object; a lookup re-hashes the object before trusting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from asset_pipeline.errors import StoreError
+from asset_pipeline.storage.atomic import atomic_write
+from asset_pipeline.storage.paths import inside_root, safe_digest, safe_partition_key
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image in the store; `record` is what the generation that made it reported."""
+
+    path: Path
+    object_path: Path
+    sha256: str
+    request_hash: str
+    record: dict[str, Any]
+
+
+class ImageStore(dg.ConfigurableResource):
+    """Reads and writes generated images under one root folder."""
+
+    root: str = Field(description="Folder that holds every stored image and summary (ASSET_PIPELINE_DATA_DIR).")
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root)
+
+    def resolve(self, relative: str | Path) -> Path:
+        """A path inside the store; raises `UnsafePathError` for anything that would escape it."""
+        return inside_root(self.root_path, relative)
+
+    def partition_path(self, partition_key: str) -> Path:
+        return self.resolve(Path("images") / f"{safe_partition_key(partition_key)}.png")
+
+    def object_path(self, sha256: str) -> Path:
+        digest = safe_digest(sha256)
+        return self.resolve(Path("objects") / digest[:2] / f"{digest}.png")
+
+    def variant_path(self, partition_key: str, file_name: str) -> Path:
+        return self.resolve(Path("variants") / safe_partition_key(partition_key) / file_name)
+
+    def _index_path(self, request_hash: str) -> Path:
+        return self.resolve(Path("requests") / f"{safe_digest(request_hash)}.json")
+
+    def put(self, png: bytes, *, partition_key: str, request_hash: str, record: dict[str, Any]) -> StoredImage:
+        """Store `png` for `partition_key` and index it under `request_hash`."""
+        sha256 = hashlib.sha256(png).hexdigest()
+        object_path = self.object_path(sha256)
+        if not object_path.exists():
+            atomic_write(object_path, png)
+        partition_path = self.partition_path(partition_key)
+        atomic_write(partition_path, png)
+        full_record = {
+            **record,
+            "sha256": sha256,
+            "request_hash": request_hash,
+            "partition_key": partition_key,
+            "stored_at": datetime.now(UTC).isoformat(),
+        }
+        atomic_write(self._index_path(request_hash), json.dumps(full_record, sort_keys=True).encode())
+        return StoredImage(partition_path, object_path, sha256, request_hash, full_record)
+
+    def find(self, request_hash: str, *, partition_key: str) -> StoredImage | None:
+        """The stored image for `request_hash`, made current for `partition_key`; None if absent or damaged."""
+        index_path = self._index_path(request_hash)
+        try:
+            record = json.loads(index_path.read_bytes())
+            sha256 = safe_digest(record["sha256"])
+            png = self.object_path(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, StoreError):
+            return None  # a damaged index entry is a miss: the image is generated again
+        if hashlib.sha256(png).hexdigest() != sha256:
+            return None
+        partition_path = self.partition_path(partition_key)
+        if not _same_content(partition_path, sha256):
+            atomic_write(partition_path, png)
+        return StoredImage(partition_path, self.object_path(sha256), sha256, request_hash, record)
+
+    def read_partition(self, partition_key: str) -> bytes:
+        path = self.partition_path(partition_key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(path, "no stored image for this partition; materialize `images` first") from None
+
+
+def _same_content(path: Path, sha256: str) -> bool:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,1 @@
+"""Sensors (the run-event forwarder and failed-partition re-runs arrive with their issues)."""

@@ -1,0 +1,47 @@
+"""Process-wide settings read from `ASSET_PIPELINE_*` environment variables (pydantic-settings).
+
+These are the defaults that `definitions.py` hands to the resources; each resource field can still
+be overridden per run in Dagster run config. Secrets are not read here: they are bound with
+`dg.EnvVar` in `definitions.py` so Dagster never stores their values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from asset_pipeline.errors import ConfigurationError
+
+Backend = Literal["placeholder", "replicate", "diffusers"]
+
+
+def _default_data_dir() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    base = Path(home) if home else Path.cwd() / ".dagster_home"
+    return base / "asset_pipeline_data"
+
+
+class PipelineSettings(BaseSettings):
+    """Environment overrides, each documented in the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSET_PIPELINE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="image store root")
+    catalog: Path | None = Field(default=None, description="catalog YAML file; None is the bundled one")
+    backend: Backend = Field(default="placeholder", description="which backend generates images")
+    model: str | None = Field(default=None, description="model reference for the backend")
+    max_concurrency: int = Field(default=8, ge=1, le=256, description="images generated at once in one run")
+
+
+def load_settings() -> PipelineSettings:
+    """Read the environment; a bad value raises `ConfigurationError` naming the variable."""
+    try:
+        return PipelineSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = "ASSET_PIPELINE_" + str(first["loc"][0]).upper() if first["loc"] else "ASSET_PIPELINE_*"
+        raise ConfigurationError(variable, first["msg"]) from None

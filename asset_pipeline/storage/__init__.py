@@ -1,0 +1,1 @@
+"""File-system helpers shared by the image store and the summaries."""
