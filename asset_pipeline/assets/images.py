@@ -86,7 +86,7 @@ def _log_outcome(
     observed = latest_event(instance, IMAGE_CATALOG, key, observation=True)
     if event_data_version(observed) != spec.spec_hash:
         yield dg.AssetObservation(
-            asset_key=IMAGE_CATALOG, partition=key, tags=observation_tags(spec.spec_hash, observed_by=context.run_id)
+            asset_key=IMAGE_CATALOG, partition=key, tags=observation_tags(spec.spec_hash, observed_by=context.run.run_id)
         )
         observed = latest_event(instance, IMAGE_CATALOG, key, observation=True)
     assert observed is not None

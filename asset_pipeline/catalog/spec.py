@@ -99,8 +99,10 @@ class ImageSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _seed_from_id(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("seed") is None and isinstance(data.get("id"), str):
-            return {**data, "seed": derived_seed(data["id"])}
+        if isinstance(data, dict) and data.get("seed") is None:
+            image_id = data.get("id")
+            # Without a usable id the entry is already invalid; do not add a second "seed" error.
+            return {**data, "seed": derived_seed(image_id) if isinstance(image_id, str) else 0}
         return data
 
     @cached_property

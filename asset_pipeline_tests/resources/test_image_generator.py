@@ -1,0 +1,31 @@
+"""Generator resource: placeholder by default, refuses non-images, clear errors for missing backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from asset_pipeline.catalog.spec import ImageSpec
+from asset_pipeline.errors import ConfigurationError, InvalidImageError
+from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline_tests.helpers import BrokenBytesGenerator
+
+SPEC = ImageSpec.model_validate({"id": "icon-1", "category": "icon", "prompt": "a key", "width": 128, "height": 64})
+
+
+def test_placeholder_is_the_default_and_costs_nothing() -> None:
+    generator = ImageGenerator()
+    request = generator.request_for(SPEC)
+    assert (request.backend, request.model) == ("placeholder", "placeholder-v1")
+    rendered = generator.generate(request)
+    assert rendered.cost_usd == 0.0 and rendered.png.startswith(b"\x89PNG")
+
+
+def test_bytes_that_are_not_an_image_are_refused() -> None:
+    generator = BrokenBytesGenerator()
+    with pytest.raises(InvalidImageError, match="icon-1: backend returned not a decodable image"):
+        generator.generate(generator.request_for(SPEC))
+
+
+def test_backends_not_built_yet_fail_with_the_variable_name() -> None:
+    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_BACKEND: the 'replicate' backend is not available"):
+        ImageGenerator(backend="replicate").build_backend()
