@@ -26,3 +26,6 @@ def data_dir(tmp_path: Path) -> Path:
 def instance():
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+pytest_plugins = ["asset_pipeline_tests.cli_fixtures"]

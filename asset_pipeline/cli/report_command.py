@@ -8,22 +8,25 @@ from typing import Any
 import click
 import dagster as dg
 
+from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_event
 from asset_pipeline.catalog import load_catalog
+from asset_pipeline.partition_status import PartitionStatuses, partition_statuses
 from asset_pipeline.settings import load_settings
 
 _COLUMNS = ("key", "path", "size", "cost_usd", "cache_hit")
 
 
-def image_rows(instance: dg.DagsterInstance, keys: list[str]) -> list[dict[str, Any]]:
-    """One row per partition key: its latest materialization's facts, or status 'missing'."""
+def image_rows(instance: dg.DagsterInstance, keys: list[str], statuses: PartitionStatuses) -> list[dict[str, Any]]:
+    """One row per partition key: its latest materialization's facts, or its status (failed, missing...)."""
     rows = []
     for key in keys:
+        status = statuses.status_of(key)
         record = latest_event(instance, IMAGES, key, observation=False)
         materialization = record.asset_materialization if record else None
-        if materialization is None:
-            rows.append({"key": key, "status": "missing"})
+        if materialization is None or status != "materialized":
+            rows.append({"key": key, "status": status})
             continue
         meta = {name: value.value for name, value in materialization.metadata.items()}
         rows.append(
@@ -40,9 +43,7 @@ def image_rows(instance: dg.DagsterInstance, keys: list[str]) -> list[dict[str, 
     return rows
 
 
-def _keys_for(partition_range: str | None, partitions: tuple[str, ...]) -> list[str]:
-    settings = load_settings()
-    ids = load_catalog(str(settings.catalog) if settings.catalog else None).ids
+def _keys_for(ids: list[str], partition_range: str | None, partitions: tuple[str, ...]) -> list[str]:
     if partitions:
         return list(partitions)
     if partition_range:
@@ -59,9 +60,11 @@ def _keys_for(partition_range: str | None, partitions: tuple[str, ...]) -> list[
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows instead of a table.")
 def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bool) -> None:
     """Show what was made for each image partition (default: the whole catalog)."""
-    keys = _keys_for(partition_range, partitions)
+    settings = load_settings()
+    catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
+    keys = _keys_for(catalog.ids, partition_range, partitions)
     with dg.DagsterInstance.get() as instance:
-        rows = image_rows(instance, keys)
+        rows = image_rows(instance, keys, partition_statuses(instance, IMAGES, image_partitions(catalog)))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -71,7 +74,9 @@ def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bo
     click.echo("  ".join(column.ljust(width) for column, width in zip(_COLUMNS, widths)))
     for line in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
-    settings = load_settings()
+    failed = [row["key"] for row in rows if row["status"] == "failed"]
+    if failed:
+        click.echo(f"\nFailed ({len(failed)}): {', '.join(failed)}")
     click.echo(
         f"\n{len(made)} of {len(rows)} image(s) materialized, "
         f"{sum(1 for row in made if row['cache_hit'])} cache hit(s), "

@@ -52,3 +52,21 @@ def test_sample_range_and_report_json(run_cli) -> None:
     assert run_cli("asset-pipeline", "catalog", "sample-range", "--count", "3").stdout.strip() == "img-00...img-02"
     rows = json.loads(run_cli("asset-pipeline", "report", "--json", "--partition", "img-00").stdout)
     assert rows == [{"key": "img-00", "status": "missing"}]
+
+
+def test_report_lists_failed_partitions_from_the_instance(run_cli, cli_env, catalog_path: Path) -> None:
+    import dagster as dg
+
+    from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs
+
+    defs = pipeline_defs(catalog_path, Path(cli_env["ASSET_PIPELINE_DATA_DIR"]))
+    with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
+        flaky = FailingGenerator(failing_ids=["img-01"])
+        assert not materialize(defs, instance, first="img-00", last="img-02", resources={"image_generator": flaky}).success
+
+    done = run_cli("asset-pipeline", "report", "--partition-range", "img-00...img-03")
+    assert done.returncode == 0, done.stderr
+    assert "Failed (1): img-01" in done.stdout
+    assert "2 of 4 image(s) materialized, 0 cache hit(s)" in done.stdout
+    rows = json.loads(run_cli("asset-pipeline", "report", "--json").stdout)
+    assert [row["status"] for row in rows] == ["materialized", "failed", "materialized", "missing", "missing", "missing"]
