@@ -7,7 +7,7 @@ partitions are collected and raised at the end, so finished partitions show as m
 the rest as failed ("re-execute failed" and "backfill failed and missing" then pick them up).
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import dagster as dg
 
@@ -16,16 +16,20 @@ from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES
 from asset_pipeline.assets.lineage import (
     check_target,
     event_data_version,
-    latest_event,
+    latest_events_by_partition,
     observation_tags,
     provenance_tags,
 )
 from asset_pipeline.assets.partition_runner import ImageOutcome, produce_image, raise_for_failures, run_concurrently
+from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 
 IMAGES_CODE_VERSION = "1"
+# Check results wait for this many materializations, so tying them to their materialization
+# events costs one query per batch instead of one per image.
+CHECK_BATCH_SIZE = 32
 
 
 def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
@@ -52,7 +56,9 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
             f"{len(keys)} partition(s), backend {image_generator.backend}, "
             f"up to {image_generator.max_concurrency} at once"
         )
+        spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
+        unchecked: list[ImageOutcome] = []
 
         def work(key: str) -> ImageOutcome:
             return produce_image(key, catalog=catalog, generator=image_generator, store=image_store)
@@ -62,7 +68,12 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
                 failures[outcome.partition_key] = outcome.error
                 context.log.error(f"partition {outcome.partition_key} failed: {outcome.error}")
                 continue
-            yield from _log_outcome(context, outcome)
+            yield _materialization(outcome, spec_versions[outcome.partition_key])
+            unchecked.append(outcome)
+            if len(unchecked) >= CHECK_BATCH_SIZE:
+                yield from _check_evaluations(context, unchecked)
+                unchecked = []
+        yield from _check_evaluations(context, unchecked)
 
         # Check results were logged per partition above; Dagster still expects each selected check's
         # output once per step, so close them here (they carry no value and log nothing more).
@@ -76,22 +87,31 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
     return images
 
 
-def _log_outcome(
-    context: dg.AssetExecutionContext, outcome: ImageOutcome
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
-    assert outcome.stored is not None and outcome.spec is not None and outcome.request is not None
-    key, spec, stored = outcome.partition_key, outcome.spec, outcome.stored
+def _observe_spec_versions(
+    context: dg.AssetExecutionContext, catalog: Catalog, keys: list[str]
+) -> Generator[dg.AssetObservation, None, dict[str, tuple[str, int]]]:
+    """Each partition's spec hash and the storage id of the `image_catalog` observation recording it.
+
+    Partitions whose current spec was never observed (first run, or a prompt edited since the last
+    observation) get an observation logged now, so every image points at the exact spec version
+    it was generated from.
+    """
     instance = context.instance
-
-    observed = latest_event(instance, IMAGE_CATALOG, key, observation=True)
-    if event_data_version(observed) != spec.spec_hash:
+    specs = {key: catalog.by_id[key] for key in keys if key in catalog.by_id}
+    observed = latest_events_by_partition(instance, IMAGE_CATALOG, list(specs), observation=True)
+    unobserved = [key for key, spec in specs.items() if event_data_version(observed.get(key)) != spec.spec_hash]
+    for key in unobserved:
         yield dg.AssetObservation(
-            asset_key=IMAGE_CATALOG, partition=key, tags=observation_tags(spec.spec_hash, observed_by=context.run.run_id)
+            asset_key=IMAGE_CATALOG, partition=key, tags=observation_tags(specs[key].spec_hash, observed_by=context.run.run_id)
         )
-        observed = latest_event(instance, IMAGE_CATALOG, key, observation=True)
-    assert observed is not None
+    if unobserved:
+        observed.update(latest_events_by_partition(instance, IMAGE_CATALOG, unobserved, observation=True))
+    return {key: (spec.spec_hash, observed[key].storage_id) for key, spec in specs.items()}
 
-    record = stored.record
+
+def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg.AssetMaterialization:
+    assert outcome.stored is not None and outcome.spec is not None and outcome.request is not None
+    spec, stored, record = outcome.spec, outcome.stored, outcome.stored.record
     metadata: dict[str, object] = {
         "path": dg.MetadataValue.path(str(stored.path)),
         "sha256": stored.sha256,
@@ -113,25 +133,33 @@ def _log_outcome(
     prediction_id = outcome.prediction_id or record.get("prediction_id")
     if prediction_id:
         metadata["prediction_id"] = prediction_id
-    yield dg.AssetMaterialization(
+    return dg.AssetMaterialization(
         asset_key=IMAGES,
-        partition=key,
+        partition=outcome.partition_key,
         metadata=metadata,
         tags=provenance_tags(
-            code_version=IMAGES_CODE_VERSION,
-            data_version=stored.sha256,
-            inputs={IMAGE_CATALOG: (spec.spec_hash, observed.storage_id)},
+            code_version=IMAGES_CODE_VERSION, data_version=stored.sha256, inputs={IMAGE_CATALOG: spec_version}
         ),
     )
 
-    target = check_target(latest_event(instance, IMAGES, key, observation=False))
-    for check in outcome.checks:
-        yield dg.AssetCheckEvaluation(
-            asset_key=IMAGES,
-            check_name=check.name,
-            passed=check.passed,
-            partition=key,
-            description=check.description,
-            metadata=check.metadata,
-            target_materialization_data=target,
-        )
+
+def _check_evaluations(
+    context: dg.AssetExecutionContext, outcomes: list[ImageOutcome]
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The check results of already-logged materializations, tied to them in one query per batch."""
+    if not outcomes:
+        return
+    keys = [outcome.partition_key for outcome in outcomes]
+    materialized = latest_events_by_partition(context.instance, IMAGES, keys, observation=False)
+    for outcome in outcomes:
+        target = check_target(materialized.get(outcome.partition_key))
+        for check in outcome.checks:
+            yield dg.AssetCheckEvaluation(
+                asset_key=IMAGES,
+                check_name=check.name,
+                passed=check.passed,
+                partition=outcome.partition_key,
+                description=check.description,
+                metadata=check.metadata,
+                target_materialization_data=target,
+            )
