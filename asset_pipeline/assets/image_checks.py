@@ -13,7 +13,7 @@ import dagster as dg
 
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.catalog.spec import ImageSpec
-from asset_pipeline.imaging.inspect import BLANK_STDDEV_THRESHOLD, inspect_image
+from asset_pipeline.imaging.inspect import BLANK_STDDEV_THRESHOLD, ImageFacts
 
 VALID_PNG = "valid_png_of_requested_size"
 NOT_BLANK = "not_blank"
@@ -39,12 +39,10 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_image_checks(png: bytes, spec: ImageSpec, *, fallback: bool) -> tuple[CheckOutcome, ...]:
-    """Run the three checks on the stored bytes of one partition."""
-    try:
-        facts = inspect_image(png)
-    except ValueError as exc:
-        broken = CheckOutcome(VALID_PNG, False, str(exc))
+def evaluate_image_checks(facts: ImageFacts | ValueError, spec: ImageSpec, *, fallback: bool) -> tuple[CheckOutcome, ...]:
+    """Run the three checks on what decoding the stored bytes of one partition found."""
+    if isinstance(facts, ValueError):
+        broken = CheckOutcome(VALID_PNG, False, str(facts))
         return broken, CheckOutcome(NOT_BLANK, False, "cannot measure an undecodable image"), _fallback(fallback)
     size_ok = facts.format == "PNG" and (facts.width, facts.height) == (spec.width, spec.height)
     valid = CheckOutcome(

@@ -19,7 +19,8 @@ from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_chec
 from asset_pipeline.catalog.spec import Catalog, ImageSpec
 from asset_pipeline.errors import AssetPipelineError
 from asset_pipeline.generation.request import GenerationRequest
-from asset_pipeline.imaging.thumbnails import preview_markdown
+from asset_pipeline.imaging.inspect import ImageFacts, inspect_image
+from asset_pipeline.imaging.thumbnails import PREVIEW_SIDE, jpeg_markdown
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore, StoredImage
 
@@ -69,7 +70,11 @@ def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGener
                 "fallback": False,
             }
             stored = store.put(rendered.png, partition_key=partition_key, request_hash=request.request_hash, record=record)
-        png = stored.path.read_bytes()
+        facts: ImageFacts | ValueError
+        try:
+            facts = inspect_image(stored.path.read_bytes(), preview_side=PREVIEW_SIDE)
+        except ValueError as exc:
+            facts = exc
     except AssetPipelineError as exc:
         return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
     except Exception as exc:  # one broken image must not abort the other partitions of the run
@@ -86,8 +91,8 @@ def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGener
         attempts=attempts,
         prediction_id=prediction_id,
         duration_s=time.perf_counter() - started,
-        checks=evaluate_image_checks(png, spec, fallback=fallback),
-        preview=preview_markdown(png, alt=partition_key),
+        checks=evaluate_image_checks(facts, spec, fallback=fallback),
+        preview=jpeg_markdown(facts.preview_jpeg, alt=partition_key) if isinstance(facts, ImageFacts) and facts.preview_jpeg else None,
     )
 
 

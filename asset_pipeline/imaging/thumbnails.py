@@ -7,7 +7,7 @@ import io
 
 from PIL import Image
 
-PREVIEW_SIDE = 160
+PREVIEW_SIDE = 128
 
 
 def resized(data: bytes, *, max_side: int, format: str = "PNG", quality: int = 85) -> bytes:
@@ -25,5 +25,8 @@ def resized(data: bytes, *, max_side: int, format: str = "PNG", quality: int = 8
 
 def preview_markdown(data: bytes, *, alt: str, max_side: int = PREVIEW_SIDE) -> str:
     """A markdown image with an inline base64 JPEG thumbnail; the Dagster UI renders it."""
-    jpeg = resized(data, max_side=max_side, format="JPEG", quality=70)
+    return jpeg_markdown(resized(data, max_side=max_side, format="JPEG", quality=70), alt=alt)
+
+
+def jpeg_markdown(jpeg: bytes, *, alt: str) -> str:
     return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(jpeg).decode()})"

@@ -53,3 +53,15 @@ def test_an_unknown_partition_is_refused_by_dagster(run_cli) -> None:
                    "--select", "images", "--partition", "no-such-image")
     assert done.returncode != 0
     assert "no-such-image" in done.stdout + done.stderr
+
+
+def test_dg_finds_the_code_location_from_pyproject(run_cli, cli_env) -> None:
+    import json
+    import sys
+
+    env = {**cli_env, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}
+    done = run_cli("dg", "list", "defs", "--json", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listing = json.loads(done.stdout[done.stdout.index("{"):])
+    keys = {asset["asset_key"] for asset in listing["assets"]}
+    assert {"images", "image_variants", "asset_manifest", "contact_sheet", "image_catalog"} <= keys
