@@ -6,9 +6,21 @@ import click
 
 from asset_pipeline.cli.catalog_commands import catalog
 from asset_pipeline.cli.report_command import report
+from asset_pipeline.errors import AssetPipelineError
 
 
-@click.group()
+class _Group(click.Group):
+    """Turns the pipeline's own errors into one clear line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AssetPipelineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(2) from None
+
+
+@click.group(cls=_Group)
 def cli() -> None:
     """Operate the asset_pipeline image catalog and its Dagster runs."""
 
