@@ -118,3 +118,18 @@ class BrokenBytesBackend(PlaceholderBackend):
 class BrokenBytesGenerator(ImageGenerator):
     def build_backend(self) -> ImageBackend:
         return BrokenBytesBackend()
+
+
+class CountingBackend(PlaceholderBackend):
+    """Placeholder images, recording which partitions were actually rendered."""
+
+    rendered: list[str] = []
+
+    def render(self, request: GenerationRequest) -> RenderedImage:
+        CountingBackend.rendered.append(request.partition_key)
+        return super().render(request)
+
+
+class CountingGenerator(ImageGenerator):
+    def build_backend(self) -> ImageBackend:
+        return CountingBackend()

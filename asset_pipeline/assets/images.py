@@ -20,7 +20,14 @@ from asset_pipeline.assets.lineage import (
     observation_tags,
     provenance_tags,
 )
-from asset_pipeline.assets.partition_runner import ImageOutcome, produce_image, raise_for_failures, run_concurrently
+from asset_pipeline.assets.partition_runner import (
+    ImageOutcome,
+    RequestLocks,
+    per_partition_asset,
+    produce_image,
+    raise_for_failures,
+    run_concurrently,
+)
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
@@ -33,12 +40,10 @@ CHECK_BATCH_SIZE = 32
 
 
 def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
+    @per_partition_asset(
         key=IMAGES,
         partitions_def=partitions_def,
         deps=[IMAGE_CATALOG],
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        output_required=False,
         check_specs=image_check_specs(partitions_def),
         code_version=IMAGES_CODE_VERSION,
         kinds={"png"},
@@ -59,9 +64,10 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
         unchecked: list[ImageOutcome] = []
+        locks = RequestLocks()
 
         def work(key: str) -> ImageOutcome:
-            return produce_image(key, catalog=catalog, generator=image_generator, store=image_store)
+            return produce_image(key, catalog=catalog, generator=image_generator, store=image_store, locks=locks)
 
         for outcome in run_concurrently(keys, work, max_concurrency=image_generator.max_concurrency):
             if outcome.error is not None:

@@ -7,6 +7,7 @@ as soon as it is ready; the asset logs its materialization at once.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,6 +19,7 @@ import dagster as dg
 from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_checks
 from asset_pipeline.catalog.spec import Catalog, ImageSpec
 from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.generation.backend import RenderedImage
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.inspect import ImageFacts, inspect_image
 from asset_pipeline.imaging.thumbnails import PREVIEW_SIDE, jpeg_markdown
@@ -45,7 +47,22 @@ class ImageOutcome:
     preview: str | None = None
 
 
-def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> ImageOutcome:
+class RequestLocks:
+    """One lock per request hash within a run: two entries asking for the same picture are
+    generated once; the second waits and then finds the first one's image in the store."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, request_hash: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(request_hash, threading.Lock())
+
+
+def produce_image(
+    partition_key: str, *, catalog: Catalog, generator: ImageGenerator, store: ImageStore, locks: RequestLocks
+) -> ImageOutcome:
     """Return the stored image for one partition: from the store when its request hash is known, else generated."""
     started = time.perf_counter()
     spec = catalog.by_id.get(partition_key)
@@ -53,23 +70,18 @@ def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGener
         return ImageOutcome(partition_key, None, None, error=f"no entry with id '{partition_key}' in {catalog.source}")
     request = generator.request_for(spec)
     try:
-        stored = store.find(request.request_hash, partition_key=partition_key)
-        cache_hit = stored is not None
-        cost, attempts, prediction_id = 0.0, 0, None
-        if stored is None:
-            rendered = generator.generate(request)
-            cost, attempts, prediction_id = rendered.cost_usd, rendered.attempts, rendered.prediction_id
-            record = {
-                "backend": request.backend,
-                "model": rendered.model,
-                "seed": request.seed,
-                "width": request.width,
-                "height": request.height,
-                "cost_usd": cost,
-                "prediction_id": prediction_id,
-                "fallback": False,
-            }
-            stored = store.put(rendered.png, partition_key=partition_key, request_hash=request.request_hash, record=record)
+        with locks(request.request_hash):
+            stored = store.find(request.request_hash, partition_key=partition_key)
+            cache_hit = stored is not None
+            rendered = None if cache_hit else generator.generate(request)
+            if rendered is not None:
+                stored = store.put(
+                    rendered.png,
+                    partition_key=partition_key,
+                    request_hash=request.request_hash,
+                    record=_provenance_record(request, rendered),
+                )
+        assert stored is not None
         facts: ImageFacts | ValueError
         try:
             facts = inspect_image(stored.path.read_bytes(), preview_side=PREVIEW_SIDE)
@@ -80,20 +92,39 @@ def produce_image(partition_key: str, *, catalog: Catalog, generator: ImageGener
     except Exception as exc:  # one broken image must not abort the other partitions of the run
         reason = f"unexpected {exc.__class__.__name__}: {exc}"
         return ImageOutcome(partition_key, spec, request, error=reason, duration_s=time.perf_counter() - started)
-    fallback = bool(stored.record.get("fallback", False))
     return ImageOutcome(
         partition_key,
         spec,
         request,
         stored=stored,
         cache_hit=cache_hit,
-        cost_usd=cost,
-        attempts=attempts,
-        prediction_id=prediction_id,
+        cost_usd=rendered.cost_usd if rendered else 0.0,
+        attempts=rendered.attempts if rendered else 0,
+        prediction_id=rendered.prediction_id if rendered else None,
         duration_s=time.perf_counter() - started,
-        checks=evaluate_image_checks(facts, spec, fallback=fallback),
-        preview=jpeg_markdown(facts.preview_jpeg, alt=partition_key) if isinstance(facts, ImageFacts) and facts.preview_jpeg else None,
+        checks=evaluate_image_checks(facts, spec, fallback=bool(stored.record.get("fallback", False))),
+        preview=_preview(facts, partition_key),
     )
+
+
+def _provenance_record(request: GenerationRequest, rendered: RenderedImage) -> dict[str, object]:
+    """What the store keeps beside an image: how it was made and what it cost."""
+    return {
+        "backend": request.backend,
+        "model": rendered.model,
+        "seed": request.seed,
+        "width": request.width,
+        "height": request.height,
+        "cost_usd": rendered.cost_usd,
+        "prediction_id": rendered.prediction_id,
+        "fallback": False,
+    }
+
+
+def _preview(facts: ImageFacts | ValueError, alt: str) -> str | None:
+    if isinstance(facts, ImageFacts) and facts.preview_jpeg:
+        return jpeg_markdown(facts.preview_jpeg, alt=alt)
+    return None
 
 
 def run_concurrently(partition_keys: Iterable[str], work: Callable[[str], T], *, max_concurrency: int) -> Iterator[T]:
@@ -123,6 +154,16 @@ def run_concurrently(partition_keys: Iterable[str], work: Callable[[str], T], *,
 def _wait_some(futures: set[Future[T]]) -> tuple[set[Future[T]], set[Future[T]]]:
     done, not_done = wait(futures, return_when=FIRST_COMPLETED)
     return done, not_done
+
+
+def per_partition_asset(**asset_options: object) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:
+    """`dg.asset` for assets that log one materialization per partition themselves.
+
+    A backfill or `--partition-range` becomes one run (`BackfillPolicy.single_run()`), and the
+    asset yields no output (`output_required=False`), so Dagster does not log a second
+    materialization per partition at the end of the step.
+    """
+    return dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, **asset_options)  # type: ignore[arg-type]
 
 
 def raise_for_failures(failures: dict[str, str], *, total: int) -> None:

@@ -8,7 +8,7 @@ import dagster as dg
 
 from asset_pipeline.assets.keys import IMAGE_VARIANTS, IMAGES
 from asset_pipeline.assets.lineage import event_data_version, latest_event, provenance_tags
-from asset_pipeline.assets.partition_runner import raise_for_failures, run_concurrently
+from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.errors import AssetPipelineError
 from asset_pipeline.imaging.thumbnails import resized
 from asset_pipeline.resources.image_store import ImageStore
@@ -41,12 +41,10 @@ def make_variants(partition_key: str, store: ImageStore) -> VariantOutcome:
 
 
 def build_image_variants(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
+    @per_partition_asset(
         key=IMAGE_VARIANTS,
         partitions_def=partitions_def,
         deps=[IMAGES],
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        output_required=False,
         code_version=VARIANTS_CODE_VERSION,
         kinds={"png", "webp"},
         description=f"Thumbnail ({THUMBNAIL_SIDE}px PNG) and web-size ({WEB_SIDE}px WebP) copies of each image.",
