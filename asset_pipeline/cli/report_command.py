@@ -54,6 +54,15 @@ def _keys_for(ids: list[str], partition_range: str | None, partitions: tuple[str
     return ids
 
 
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column, "")
+    if column == "cost_usd" and isinstance(value, (int, float)):
+        return f"${value:.4f}"
+    if column == "cache_hit":
+        return "yes" if value else "no"
+    return str(value)
+
+
 @click.command()
 @click.option("--partition-range", help="FIRST...LAST catalog ids (inclusive).")
 @click.option("--partition", "partitions", multiple=True, help="One partition key; repeatable.")
@@ -69,7 +78,7 @@ def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bo
         click.echo(json.dumps(rows, indent=2))
         return
     made = [row for row in rows if row["status"] == "materialized"]
-    table = [[str(row.get(column, "")) for column in _COLUMNS] for row in made]
+    table = [[_cell(row, column) for column in _COLUMNS] for row in made]
     widths = [max([len(column)] + [len(line[i]) for line in table]) for i, column in enumerate(_COLUMNS)]
     click.echo("  ".join(column.ljust(width) for column, width in zip(_COLUMNS, widths)))
     for line in table:

@@ -31,8 +31,16 @@ def _page(items: Sequence[tuple[str, bytes]]) -> bytes:
             thumb = image.convert("RGB")
         thumb.thumbnail((CELL - 8, CELL - 8))
         sheet.paste(thumb, (left + (CELL - thumb.width) // 2, top + (CELL - thumb.height) // 2))
-        text = label if len(label) <= 26 else label[:25] + "…"
-        draw.text((left + 4, top + CELL), text, fill=(30, 30, 30), font=font)
+        draw.text((left + 4, top + CELL), _fit(draw, label, font, CELL - 8), fill=(30, 30, 30), font=font)
     out = io.BytesIO()
     sheet.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def _fit(draw: ImageDraw.ImageDraw, label: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:
+    """`label`, shortened with an ellipsis until it fits in `width` pixels."""
+    if draw.textlength(label, font=font) <= width:
+        return label
+    while label and draw.textlength(label + "…", font=font) > width:
+        label = label[:-1]
+    return label + "…"
