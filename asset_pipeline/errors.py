@@ -6,7 +6,11 @@
     ├── StoreError              the image store cannot read or write an image
     │   └── UnsafePathError     a path would leave the store's root
     └── GenerationError         one partition's image could not be produced
-        └── InvalidImageError   a backend returned bytes that are not the image asked for
+        ├── InvalidImageError   a backend returned bytes that are not the image asked for
+        ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent
+        ├── ProviderError       the provider refused or failed a request (HTTP status when known)
+        ├── OutputNotFetched    the provider made the image but we could not download it yet
+        └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
 
 Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
 """
@@ -80,3 +84,23 @@ class GenerationError(AssetPipelineError):
 
 class InvalidImageError(GenerationError):
     """A backend returned bytes that do not decode to an image of the requested size."""
+
+
+class BudgetExhaustedError(GenerationError):
+    """A cap would be passed; `cap`, `limit_usd`, `committed_usd` and `requested_usd` say how."""
+
+    def __init__(self, partition_key: str, reason: str, *, cap: str):
+        super().__init__(partition_key, reason)
+        self.cap = cap
+
+
+class ProviderError(GenerationError):
+    """The provider refused or failed; `status` is its HTTP status when there was one."""
+
+    def __init__(self, partition_key: str, reason: str, *, status: int | None = None):
+        super().__init__(partition_key, reason)
+        self.status = status
+
+
+class OutputNotFetched(GenerationError):
+    """The prediction succeeded but its output could not be downloaded; a later run re-attaches."""

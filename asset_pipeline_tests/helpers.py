@@ -12,7 +12,7 @@ from pydantic import Field
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.definitions import build_defs
 from asset_pipeline.errors import GenerationError
-from asset_pipeline.generation.backend import ImageBackend, RenderedImage
+from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.partition_status import PartitionStatuses, partition_statuses
@@ -93,10 +93,10 @@ class FailingBackend(ImageBackend):
     def default_model(self) -> str:
         return self._inner.default_model
 
-    def render(self, request: GenerationRequest) -> RenderedImage:
+    def render(self, request: GenerationRequest, session: RenderSession | None = None) -> RenderedImage:
         if request.partition_key in self._failing:
             raise GenerationError(request.partition_key, "injected provider failure")
-        return self._inner.render(request)
+        return self._inner.render(request, session)
 
 
 class FailingGenerator(ImageGenerator):
@@ -111,7 +111,7 @@ class FailingGenerator(ImageGenerator):
 class BrokenBytesBackend(PlaceholderBackend):
     """Returns bytes that are not an image, to prove the generator refuses them."""
 
-    def render(self, request: GenerationRequest) -> RenderedImage:
+    def render(self, request: GenerationRequest, session: RenderSession | None = None) -> RenderedImage:
         return RenderedImage(png=b"<html>rate limited</html>", model=request.model)
 
 
@@ -125,9 +125,9 @@ class CountingBackend(PlaceholderBackend):
 
     rendered: list[str] = []
 
-    def render(self, request: GenerationRequest) -> RenderedImage:
+    def render(self, request: GenerationRequest, session: RenderSession | None = None) -> RenderedImage:
         CountingBackend.rendered.append(request.partition_key)
-        return super().render(request)
+        return super().render(request, session)
 
 
 class CountingGenerator(ImageGenerator):

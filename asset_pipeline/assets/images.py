@@ -20,14 +20,8 @@ from asset_pipeline.assets.lineage import (
     observation_tags,
     provenance_tags,
 )
-from asset_pipeline.assets.partition_runner import (
-    ImageOutcome,
-    RequestLocks,
-    per_partition_asset,
-    produce_image,
-    raise_for_failures,
-    run_concurrently,
-)
+from asset_pipeline.assets.image_production import ImageOutcome, RunScope, not_started, produce_image
+from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
@@ -64,12 +58,19 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
         unchecked: list[ImageOutcome] = []
-        locks = RequestLocks()
+        scope = RunScope(run_id=context.run.run_id)
 
         def work(key: str) -> ImageOutcome:
-            return produce_image(key, catalog=catalog, generator=image_generator, store=image_store, locks=locks)
+            return produce_image(key, catalog=catalog, generator=image_generator, store=image_store, scope=scope)
 
-        for outcome in run_concurrently(keys, work, max_concurrency=image_generator.max_concurrency):
+        def skipped(key: str) -> ImageOutcome:
+            return not_started(key, "not started: the budget was exhausted earlier in this run")
+
+        outcomes = run_concurrently(
+            keys, work, max_concurrency=image_generator.max_concurrency,
+            stop=scope.budget_exhausted, skipped=skipped, cancelled=scope.cancelled,
+        )
+        for outcome in outcomes:
             if outcome.error is not None:
                 failures[outcome.partition_key] = outcome.error
                 context.log.error(f"partition {outcome.partition_key} failed: {outcome.error}")
@@ -88,6 +89,9 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
             if check_spec.key in selected_checks:
                 yield dg.Output(None, output_name=output_name)
 
+        if image_generator.active_backend.is_paid:
+            spent = image_generator.ledger.spent_by_run(context.run.run_id)
+            context.log.info(f"this run spent ${spent:.4f} (caps: {image_generator.caps})")
         raise_for_failures(failures, total=len(keys))
 
     return images

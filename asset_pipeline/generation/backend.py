@@ -1,10 +1,13 @@
-"""The interface every backend implements (placeholder now; Replicate and diffusers later)."""
+"""The interface every backend implements, and what a paid backend hands back to the generator."""
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from asset_pipeline.errors import GenerationError
 from asset_pipeline.generation.request import GenerationRequest
 
 
@@ -17,12 +20,38 @@ class RenderedImage:
     cost_usd: float = 0.0
     prediction_id: str | None = None
     attempts: int = 1
+    original: bytes | None = None  # the provider's own file, kept beside the fitted PNG
+    original_format: str | None = None
+
+
+@dataclass
+class RenderSession:
+    """What the generator lends a backend for one request.
+
+    `resume_prediction_id` names a journaled prediction to re-attach to instead of creating one;
+    `on_created` must be called with a new prediction's id as soon as the provider returns it;
+    `cancelled` is set when the run is terminated.
+    """
+
+    resume_prediction_id: str | None = None
+    on_created: Callable[[str], None] = lambda prediction_id: None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class PaidFailure(GenerationError):
+    """The provider call failed after money may have been spent; `billed_usd` is what it billed."""
+
+    def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None):
+        super().__init__(partition_key, reason)
+        self.billed_usd = billed_usd
+        self.prediction_id = prediction_id
 
 
 class ImageBackend(ABC):
     """Turns one `GenerationRequest` into PNG bytes. Implementations must be thread-safe."""
 
     name: str
+    is_paid: bool = False
 
     @property
     @abstractmethod
@@ -30,8 +59,15 @@ class ImageBackend(ABC):
         """The model used when neither the spec nor the settings name one."""
 
     @abstractmethod
-    def render(self, request: GenerationRequest) -> RenderedImage:
+    def render(self, request: GenerationRequest, session: RenderSession) -> RenderedImage:
         """Produce the image; raise `GenerationError` with a reason that is safe to log."""
+
+    def reservation_usd(self, model: str) -> float:
+        """What to set aside before rendering with `model` (0 for free backends)."""
+        return 0.0
+
+    def check_models(self, models: list[str]) -> None:
+        """Raise `ConfigurationError` if any of `models` cannot be used (e.g. has no price)."""
 
     def close(self) -> None:
         """Release clients, pipelines or GPU memory. The default holds nothing."""

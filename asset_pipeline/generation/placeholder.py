@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from asset_pipeline.generation.backend import ImageBackend, RenderedImage
+from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
 from asset_pipeline.generation.request import GenerationRequest
 
 PLACEHOLDER_MODEL = "placeholder-v1"
@@ -86,5 +86,5 @@ class PlaceholderBackend(ImageBackend):
     def default_model(self) -> str:
         return PLACEHOLDER_MODEL
 
-    def render(self, request: GenerationRequest) -> RenderedImage:
+    def render(self, request: GenerationRequest, session: RenderSession | None = None) -> RenderedImage:
         return RenderedImage(png=render_placeholder(request), model=request.model, cost_usd=0.0)

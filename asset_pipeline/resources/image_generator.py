@@ -1,23 +1,54 @@
 """The generator resource: one budget-metered entry point in front of the configured backend.
 
-Assets call `request_for` to turn a spec into a request (and its request hash) and `generate` to
-render it. The result is checked here, whatever the backend: the bytes must decode as an image
-of the requested size before anything downstream treats them as a success.
+For a paid backend every image goes through the same steps:
+
+1. re-attach to a journaled prediction for the same request hash if one may still deliver, else
+   reserve the estimated cost atomically against the caps (raising `BudgetExhaustedError`);
+2. render; a new prediction's id is journaled the moment the provider returns it;
+3. check the bytes decode as a PNG of the requested size (never charged as a success otherwise);
+4. the caller stores the image and only then calls `settle`, which charges the actual cost.
+
+A failure releases the reservation, or charges what the provider billed; a prediction whose fate
+is unknown keeps its reservation open so the next run can re-attach instead of paying again.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from asset_pipeline.catalog.spec import ImageSpec
-from asset_pipeline.errors import ConfigurationError, InvalidImageError
-from asset_pipeline.generation.backend import ImageBackend, RenderedImage
+from asset_pipeline.errors import (
+    BudgetExhaustedError,
+    ConfigurationError,
+    GenerationError,
+    InvalidImageError,
+    OutputNotFetched,
+)
+from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
 from asset_pipeline.generation.placeholder import PlaceholderBackend
+from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
+from asset_pipeline.generation.replicate_backend import ReplicateBackend
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.imaging.inspect import inspect_image
+from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, Reservation
+from asset_pipeline.ledger.database import ledger_engine
+from asset_pipeline.ledger.journal import PredictionJournal
+from asset_pipeline.ledger.money import BudgetCaps
+
+
+@dataclass(frozen=True)
+class PendingImage:
+    """A rendered image whose cost is reserved but not yet charged (charged by `settle`)."""
+
+    request: GenerationRequest
+    rendered: RenderedImage
+    reservation: Reservation | None
 
 
 class ImageGenerator(dg.ConfigurableResource):
@@ -29,14 +60,35 @@ class ImageGenerator(dg.ConfigurableResource):
     model: str | None = Field(
         default=None, description="Model reference; None uses the backend's default (ASSET_PIPELINE_MODEL)."
     )
+    fallback_models: list[str] = Field(
+        default_factory=list, description="Ordered models to fall back to when the model is unavailable."
+    )
     max_concurrency: int = Field(
         default=8, ge=1, le=256, description="Images generated at once in one run (ASSET_PIPELINE_MAX_CONCURRENCY)."
     )
+    database_url: str = Field(
+        default="sqlite:///asset_pipeline_ledger.db",
+        description="Ledger database, a SQLAlchemy URL (ASSET_PIPELINE_DATABASE_URL).",
+    )
+    budget_total_usd: float = Field(default=20.0, ge=0, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD).")
+    budget_daily_usd: float = Field(default=10.0, ge=0, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD).")
+    budget_per_run_usd: float = Field(default=20.0, ge=0, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD).")
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), description="Price table.")
+    max_predict_seconds: float = Field(
+        default=300.0, gt=0, description="A prediction running longer is cancelled; time-billed models reserve this long."
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="How often a running prediction is polled.")
+    replicate_api_token: str | None = Field(
+        default=None, description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN')."
+    )
 
     _backend: ImageBackend | None = PrivateAttr(default=None)
+    _ledger: BudgetLedger | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._backend = self.build_backend()
+        backend = self.active_backend
+        backend.check_models([self.model or backend.default_model, *self.fallback_models])
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._backend is not None:
@@ -47,31 +99,149 @@ class ImageGenerator(dg.ConfigurableResource):
         """The backend named by `backend`. Subclasses may return another `ImageBackend`."""
         if self.backend == "placeholder":
             return PlaceholderBackend()
+        if self.backend == "replicate":
+            return ReplicateBackend(
+                api_token=self.replicate_api_token,
+                prices=self.prices,
+                max_predict_seconds=self.max_predict_seconds,
+                poll_interval_s=self.poll_interval_s,
+            )
         raise ConfigurationError(
-            "ASSET_PIPELINE_BACKEND", f"the '{self.backend}' backend is not available in this version; use 'placeholder'"
+            "ASSET_PIPELINE_BACKEND", f"the '{self.backend}' backend is not available in this version"
         )
 
     @property
     def active_backend(self) -> ImageBackend:
-        if self._backend is None:
-            self._backend = self.build_backend()
-        return self._backend
+        with self._lock:
+            if self._backend is None:
+                self._backend = self.build_backend()
+            return self._backend
+
+    @property
+    def caps(self) -> BudgetCaps:
+        return BudgetCaps(self.budget_total_usd, self.budget_daily_usd, self.budget_per_run_usd)
+
+    @property
+    def ledger(self) -> BudgetLedger:
+        """The budget ledger, opened (and its tables created) on first use."""
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = BudgetLedger(ledger_engine(self.database_url))
+            return self._ledger
+
+    @property
+    def journal(self) -> PredictionJournal:
+        return PredictionJournal(self.ledger.engine)
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
         return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
 
-    def generate(self, request: GenerationRequest) -> RenderedImage:
-        """Render `request`; raise `GenerationError` (or a subclass) with a reason safe to log."""
-        rendered = self.active_backend.render(request)
+    def generate(
+        self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None
+    ) -> PendingImage:
+        """Render `request` within budget; raise `GenerationError` (or a subclass) with a safe reason."""
+        backend = self.active_backend
+        session = RenderSession(cancelled=cancelled or threading.Event())
+        reservation = self._reserve(request, run_id, session) if backend.is_paid else None
+        created: list[str] = []
+
+        def on_created(prediction_id: str) -> None:
+            created.append(prediction_id)
+            if reservation is not None:
+                self.journal.record(reservation, prediction_id=prediction_id, status="created")
+
+        session.on_created = on_created
+        try:
+            rendered = backend.render(request, session)
+        except PaidFailure as failure:
+            self._close_failed(reservation, failure)
+            raise
+        except BaseException as exc:
+            prediction_id = session.resume_prediction_id or (created[0] if created else None)
+            if reservation is not None and prediction_id is None:
+                self.ledger.release(reservation, reason=f"released: {_reason(exc)}")
+            elif isinstance(exc, GenerationError) and not isinstance(exc, OutputNotFetched):
+                raise GenerationError(
+                    request.partition_key,
+                    f"{exc.reason}; prediction {prediction_id} keeps its reservation and the next run re-attaches",
+                ) from None
+            raise
+        if reservation is not None and rendered.prediction_id:
+            self.journal.record(reservation, prediction_id=rendered.prediction_id, status="succeeded")
+        self._verify(request, rendered, reservation)
+        return PendingImage(request, rendered, reservation)
+
+    def settle(self, pending: PendingImage, *, sha256: str | None, problem: str | None = None) -> None:
+        """Charge what the image cost: after it is stored (`sha256`), or with `problem` if storing failed."""
+        reservation = pending.reservation
+        if reservation is None:
+            return
+        rendered = pending.rendered
+        reason = "charged after the image was stored" if problem is None else f"billed, but not stored: {problem}"
+        self.ledger.charge(reservation, amount_usd=rendered.cost_usd, prediction_id=rendered.prediction_id, reason=reason)
+        if rendered.prediction_id:
+            self.journal.record(reservation, prediction_id=rendered.prediction_id, status="stored" if sha256 else "lost")
+        if sha256 is not None:
+            self.ledger.record_paid_request(reservation, sha256=sha256, cost_usd=rendered.cost_usd)
+
+    def settle_cache_hit(self, request_hash: str, *, cost_usd: float) -> None:
+        """Charge reservations left open by a run that stored this image but died before charging it."""
+        for reservation in self.ledger.open_reservations_for(request_hash):
+            if self.journal.latest_status(reservation.reservation_id) != "succeeded":
+                continue  # still being generated elsewhere, or its fate is unknown: leave it open
+            self.ledger.charge(reservation, amount_usd=cost_usd, prediction_id=None,
+                               reason="charged on a later run: the image was stored before the earlier run died")
+
+    def _reserve(self, request: GenerationRequest, run_id: str, session: RenderSession) -> Reservation:
+        journaled = self.journal.resumable(request.request_hash)
+        if journaled is not None:
+            adopted = self.ledger.open_reservation(journaled.reservation_id)
+            if adopted is not None:
+                session.resume_prediction_id = journaled.prediction_id
+                return adopted
+        try:
+            return self.ledger.reserve(
+                run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
+                model=request.model, amount_usd=self.active_backend.reservation_usd(request.model), caps=self.caps,
+            )
+        except BudgetExhausted as exc:
+            raise BudgetExhaustedError(request.partition_key, str(exc), cap=exc.violation.cap) from None
+
+    def _close_failed(self, reservation: Reservation | None, failure: PaidFailure) -> None:
+        if reservation is None:
+            return
+        if failure.billed_usd > 0:
+            self.ledger.charge(reservation, amount_usd=failure.billed_usd, prediction_id=failure.prediction_id,
+                               reason=f"billed by the provider for a failed image: {failure.reason}")
+        else:
+            self.ledger.release(reservation, prediction_id=failure.prediction_id, reason=f"released: {failure.reason}")
+        if failure.prediction_id:
+            self.journal.record(reservation, prediction_id=failure.prediction_id, status="failed",
+                                detail=failure.reason[:500])
+
+    def _verify(self, request: GenerationRequest, rendered: RenderedImage, reservation: Reservation | None) -> None:
+        """Refuse bytes that are not a PNG of the requested size; the provider's bill is still recorded."""
         try:
             facts = inspect_image(rendered.png)
+            problem = None
+            if facts.format != "PNG" or (facts.width, facts.height) != (request.width, request.height):
+                problem = (f"backend returned a {facts.format} of {facts.width}x{facts.height}, "
+                           f"expected a PNG of {request.width}x{request.height}")
         except ValueError as exc:
-            raise InvalidImageError(request.partition_key, f"backend returned {exc}") from None
-        if facts.format != "PNG" or (facts.width, facts.height) != (request.width, request.height):
-            raise InvalidImageError(
-                request.partition_key,
-                f"backend returned a {facts.format} of {facts.width}x{facts.height}, "
-                f"expected a PNG of {request.width}x{request.height}",
-            )
-        return rendered
+            problem = f"backend returned {exc}"
+        if problem is None:
+            return
+        self._close_failed(
+            reservation,
+            PaidFailure(request.partition_key, problem, billed_usd=rendered.cost_usd, prediction_id=rendered.prediction_id),
+        )
+        raise InvalidImageError(request.partition_key, problem)
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, GenerationError) else exc.__class__.__name__
+
+
+def default_ledger_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'ledger.db'}"

@@ -65,12 +65,29 @@ class ImageStore(dg.ConfigurableResource):
     def _index_path(self, request_hash: str) -> Path:
         return self.resolve(Path("requests") / f"{safe_digest(request_hash)}.json")
 
-    def put(self, png: bytes, *, partition_key: str, request_hash: str, record: dict[str, Any]) -> StoredImage:
-        """Store `png` for `partition_key` and index it under `request_hash`."""
+    def put(
+        self,
+        png: bytes,
+        *,
+        partition_key: str,
+        request_hash: str,
+        record: dict[str, Any],
+        original: bytes | None = None,
+        original_format: str | None = None,
+    ) -> StoredImage:
+        """Store `png` for `partition_key` and index it under `request_hash`.
+
+        `original` is the provider's own file (before fitting to the spec's size), kept beside it.
+        """
         sha256 = hashlib.sha256(png).hexdigest()
         object_path = self.object_path(sha256)
         if not object_path.exists():
             atomic_write(object_path, png)
+        if original is not None:
+            extension = (original_format or "bin").lower().replace("jpeg", "jpg")
+            original_path = self.resolve(Path("originals") / sha256[:2] / f"{sha256}.{extension}")
+            atomic_write(original_path, original)
+            record = {**record, "original_path": str(original_path)}
         partition_path = self.partition_path(partition_key)
         atomic_write(partition_path, png)
         full_record = {

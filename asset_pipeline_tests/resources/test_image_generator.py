@@ -16,8 +16,9 @@ def test_placeholder_is_the_default_and_costs_nothing() -> None:
     generator = ImageGenerator()
     request = generator.request_for(SPEC)
     assert (request.backend, request.model) == ("placeholder", "placeholder-v1")
-    rendered = generator.generate(request)
-    assert rendered.cost_usd == 0.0 and rendered.png.startswith(b"\x89PNG")
+    pending = generator.generate(request)
+    assert pending.reservation is None  # free backends never touch the ledger
+    assert pending.rendered.cost_usd == 0.0 and pending.rendered.png.startswith(b"\x89PNG")
 
 
 def test_bytes_that_are_not_an_image_are_refused() -> None:
@@ -27,5 +28,5 @@ def test_bytes_that_are_not_an_image_are_refused() -> None:
 
 
 def test_backends_not_built_yet_fail_with_the_variable_name() -> None:
-    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_BACKEND: the 'replicate' backend is not available"):
-        ImageGenerator(backend="replicate").build_backend()
+    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_BACKEND: the 'diffusers' backend is not available"):
+        ImageGenerator(backend="diffusers").build_backend()

@@ -1,0 +1,151 @@
+"""One partition's image: from the store when its request was already made, else generated within budget.
+
+Runs in a worker thread of the `images` step; everything it learns goes into an `ImageOutcome`
+for the step to log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_checks
+from asset_pipeline.catalog.spec import Catalog, ImageSpec
+from asset_pipeline.errors import AssetPipelineError, BudgetExhaustedError
+from asset_pipeline.generation.backend import RenderedImage
+from asset_pipeline.generation.request import GenerationRequest
+from asset_pipeline.imaging.inspect import ImageFacts, inspect_image
+from asset_pipeline.imaging.thumbnails import PREVIEW_SIDE, jpeg_markdown
+from asset_pipeline.resources.image_generator import ImageGenerator, PendingImage
+from asset_pipeline.resources.image_store import ImageStore, StoredImage
+
+
+class RequestLocks:
+    """One lock per request hash within a run: two entries asking for the same picture are
+    generated once; the second waits and then finds the first one's image in the store."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, request_hash: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(request_hash, threading.Lock())
+
+
+@dataclass
+class RunScope:
+    """What the partitions of one run share: its id, request locks, and the signals to stop."""
+
+    run_id: str
+    locks: RequestLocks = field(default_factory=RequestLocks)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # the run was terminated
+    budget_exhausted: threading.Event = field(default_factory=threading.Event)  # start no new paid work
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What happened to one partition; `stored` is None exactly when `error` is set."""
+
+    partition_key: str
+    spec: ImageSpec | None
+    request: GenerationRequest | None
+    stored: StoredImage | None = None
+    error: str | None = None
+    cache_hit: bool = False
+    cost_usd: float = 0.0
+    attempts: int = 0
+    prediction_id: str | None = None
+    duration_s: float = 0.0
+    checks: tuple[CheckOutcome, ...] = ()
+    preview: str | None = None
+
+
+def produce_image(
+    partition_key: str, *, catalog: Catalog, generator: ImageGenerator, store: ImageStore, scope: RunScope
+) -> ImageOutcome:
+    started = time.perf_counter()
+    spec = catalog.by_id.get(partition_key)
+    if spec is None:
+        return ImageOutcome(partition_key, None, None, error=f"no entry with id '{partition_key}' in {catalog.source}")
+    request = generator.request_for(spec)
+    pending: PendingImage | None = None
+    try:
+        with scope.locks(request.request_hash):
+            stored = store.find(request.request_hash, partition_key=partition_key)
+            if stored is not None and generator.active_backend.is_paid:
+                generator.settle_cache_hit(request.request_hash, cost_usd=float(stored.record.get("cost_usd") or 0))
+            if stored is None:
+                pending = generator.generate(request, run_id=scope.run_id, cancelled=scope.cancelled)
+                stored = _store(pending, store, generator)
+        facts: ImageFacts | ValueError
+        try:
+            facts = inspect_image(stored.path.read_bytes(), preview_side=PREVIEW_SIDE)
+        except ValueError as exc:
+            facts = exc
+    except BudgetExhaustedError as exc:
+        scope.budget_exhausted.set()
+        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+    except AssetPipelineError as exc:
+        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+    except Exception as exc:  # one broken image must not abort the other partitions of the run
+        reason = f"unexpected {exc.__class__.__name__}: {exc}"
+        return ImageOutcome(partition_key, spec, request, error=reason, duration_s=time.perf_counter() - started)
+    rendered = pending.rendered if pending else None
+    return ImageOutcome(
+        partition_key,
+        spec,
+        request,
+        stored=stored,
+        cache_hit=pending is None,
+        cost_usd=rendered.cost_usd if rendered else 0.0,
+        attempts=rendered.attempts if rendered else 0,
+        prediction_id=rendered.prediction_id if rendered else None,
+        duration_s=time.perf_counter() - started,
+        checks=evaluate_image_checks(facts, spec, fallback=bool(stored.record.get("fallback", False))),
+        preview=_preview(facts, partition_key),
+    )
+
+
+def not_started(partition_key: str, reason: str) -> ImageOutcome:
+    return ImageOutcome(partition_key, None, None, error=reason)
+
+
+def _store(pending: PendingImage, store: ImageStore, generator: ImageGenerator) -> StoredImage:
+    """Store the image, then charge it; if storing fails the bill is still recorded."""
+    request, rendered = pending.request, pending.rendered
+    try:
+        stored = store.put(
+            rendered.png,
+            partition_key=request.partition_key,
+            request_hash=request.request_hash,
+            record=_provenance_record(request, rendered),
+            original=rendered.original,
+            original_format=rendered.original_format,
+        )
+    except BaseException as exc:
+        generator.settle(pending, sha256=None, problem=f"{exc.__class__.__name__}: {exc}")
+        raise
+    generator.settle(pending, sha256=stored.sha256)
+    return stored
+
+
+def _provenance_record(request: GenerationRequest, rendered: RenderedImage) -> dict[str, object]:
+    """What the store keeps beside an image: how it was made and what it cost."""
+    return {
+        "backend": request.backend,
+        "model": rendered.model,
+        "seed": request.seed,
+        "width": request.width,
+        "height": request.height,
+        "cost_usd": rendered.cost_usd,
+        "prediction_id": rendered.prediction_id,
+        "fallback": False,
+    }
+
+
+def _preview(facts: ImageFacts | ValueError, alt: str) -> str | None:
+    if isinstance(facts, ImageFacts) and facts.preview_jpeg:
+        return jpeg_markdown(facts.preview_jpeg, alt=alt)
+    return None

@@ -1,0 +1,54 @@
+"""Engines and the one exclusive transaction that makes reservations atomic across processes.
+
+SQLite: every ledger transaction starts with `BEGIN IMMEDIATE`, which takes the database's write
+lock up front, so two processes cannot both read the totals and then both insert. PostgreSQL: the
+reservation transaction takes a transaction-scoped advisory lock first, with the same effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from asset_pipeline.ledger.schema import metadata
+
+# Arbitrary constant naming the ledger's advisory lock in PostgreSQL.
+_ADVISORY_LOCK_KEY = 0x61737365745F70  # "asset_p"
+
+
+def ledger_engine(url: str) -> Engine:
+    """An engine for `url`, with tables created if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _no_implicit_transactions(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    with exclusive(engine) as connection:  # several processes may start on an empty database at once
+        metadata.create_all(connection)
+    return engine
+
+
+@contextmanager
+def exclusive(engine: Engine) -> Iterator[Connection]:
+    """A transaction no other ledger transaction (any process) runs beside."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        yield connection

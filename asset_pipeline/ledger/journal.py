@@ -1,0 +1,90 @@
+"""The prediction journal: which provider prediction serves which request, and what became of it.
+
+A prediction id is journaled the moment the provider returns it, so a run that dies afterwards
+can re-attach to the prediction instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, insert, select
+
+from asset_pipeline.ledger.budget_ledger import Reservation
+from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.schema import prediction_journal
+
+# Replicate deletes prediction outputs an hour after they finish; older ones cannot be re-used.
+RESUMABLE_FOR = timedelta(minutes=55)
+RESUMABLE_STATUSES = frozenset({"created", "succeeded"})
+
+
+@dataclass(frozen=True)
+class JournaledPrediction:
+    prediction_id: str
+    reservation_id: str
+    status: str
+    created_at: datetime
+
+
+class PredictionJournal:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def record(self, reservation: Reservation, *, prediction_id: str, status: str, detail: str | None = None) -> None:
+        with exclusive(self.engine) as connection:
+            connection.execute(
+                insert(prediction_journal).values(
+                    prediction_id=prediction_id,
+                    request_hash=reservation.request_hash,
+                    reservation_id=reservation.reservation_id,
+                    run_id=reservation.run_id,
+                    partition_key=reservation.partition_key,
+                    model=reservation.model,
+                    status=status,
+                    detail=detail,
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    def resumable(self, request_hash: str) -> JournaledPrediction | None:
+        """The newest prediction for `request_hash` that may still deliver its image, if any."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(prediction_journal)
+                .where(prediction_journal.c.request_hash == request_hash)
+                .order_by(prediction_journal.c.id)
+            ).mappings().all()
+        latest: dict[str, dict] = {}
+        first_seen: dict[str, datetime] = {}
+        for row in rows:
+            latest[row["prediction_id"]] = dict(row)
+            first_seen.setdefault(row["prediction_id"], _aware(row["created_at"]))
+        now = datetime.now(UTC)
+        for prediction_id in reversed(list(latest)):
+            row = latest[prediction_id]
+            if row["status"] in RESUMABLE_STATUSES and now - first_seen[prediction_id] < RESUMABLE_FOR:
+                return JournaledPrediction(prediction_id, row["reservation_id"], row["status"], first_seen[prediction_id])
+        return None
+
+    def latest_status(self, reservation_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(prediction_journal.c.status)
+                .where(prediction_journal.c.reservation_id == reservation_id)
+                .order_by(prediction_journal.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def history(self, *, prediction_id: str | None = None) -> list[dict]:
+        query = select(prediction_journal).order_by(prediction_journal.c.id)
+        if prediction_id is not None:
+            query = query.where(prediction_journal.c.prediction_id == prediction_id)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings().all()]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes for timezone-aware columns; they were stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,62 @@
+"""Budget arithmetic, apart from any database: amounts in integer micro-dollars, cap checks.
+
+Micro-dollars keep sums exact in SQLite (which has no decimal type) and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MICROS_PER_USD = 1_000_000
+
+
+def to_micros(usd: float) -> int:
+    return round(usd * MICROS_PER_USD)
+
+
+def to_usd(micros: int) -> float:
+    return micros / MICROS_PER_USD
+
+
+@dataclass(frozen=True)
+class BudgetCaps:
+    """Spending limits in USD; each applies to charges plus open reservations."""
+
+    total_usd: float
+    daily_usd: float
+    per_run_usd: float
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Charges plus open reservations, in micro-dollars, per scope."""
+
+    total: int
+    today: int
+    run: int
+
+
+@dataclass(frozen=True)
+class CapViolation:
+    cap: str
+    limit_usd: float
+    committed_usd: float
+    requested_usd: float
+
+    def __str__(self) -> str:
+        return (
+            f"budget exhausted: the {self.cap} cap is ${self.limit_usd:.4f}, ${self.committed_usd:.4f} is already "
+            f"spent or reserved, and this image needs ${self.requested_usd:.4f}"
+        )
+
+
+def first_violation(committed: Committed, caps: BudgetCaps, amount: int) -> CapViolation | None:
+    """The first cap that `amount` more would pass, checked total, daily, then per run."""
+    for cap, used, limit in (
+        ("total", committed.total, caps.total_usd),
+        ("daily", committed.today, caps.daily_usd),
+        ("per-run", committed.run, caps.per_run_usd),
+    ):
+        if used + amount > to_micros(limit):
+            return CapViolation(cap, limit, to_usd(used), to_usd(amount))
+    return None

@@ -1,0 +1,61 @@
+"""Ledger tables. Rows are only ever inserted: history is the point."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# kind: 'reservation' (money set aside before a provider call), 'charge' (what was really spent,
+# closing the reservation), 'release' (the reservation returned unspent).
+budget_entries = Table(
+    "budget_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("reservation_id", String(36), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("partition_key", String(128), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("prediction_id", String(128)),
+    Column("model", String(200), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_budget_entries_reservation", "reservation_id"),
+    Index("ix_budget_entries_run", "run_id"),
+    Index("ix_budget_entries_day", "day"),
+)
+
+# One row per state change of a provider prediction; the newest row per prediction is its state.
+prediction_journal = Table(
+    "prediction_journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(128), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("reservation_id", String(36), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("partition_key", String(128), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("detail", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prediction_journal_request", "request_hash"),
+    Index("ix_prediction_journal_prediction", "prediction_id"),
+)
+
+# Request hash -> the image it produced and what it cost: the paid-request index.
+request_index = Table(
+    "request_index",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("partition_key", String(128), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_request_index_request", "request_hash"),
+)
