@@ -40,13 +40,27 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
         resources={
             "catalog_file": CatalogFile(path=catalog_path),
             "image_store": ImageStore(root=str(settings.data_dir)),
-            "image_generator": ImageGenerator(
-                backend=settings.backend, model=settings.model, max_concurrency=settings.max_concurrency
-            ),
+            "image_generator": image_generator(settings),
         },
         # Every partition of a run is generated inside one process (see assets/images.py); the
         # multiprocess executor would only add a process start per step.
         executor=dg.in_process_executor,
+    )
+
+
+def image_generator(settings: PipelineSettings) -> ImageGenerator:
+    """The generator resource from the settings; the Replicate token only ever as `dg.EnvVar`."""
+    token = dg.EnvVar("REPLICATE_API_TOKEN") if settings.backend == "replicate" else None
+    return ImageGenerator(
+        backend=settings.backend,
+        model=settings.model,
+        max_concurrency=settings.max_concurrency,
+        database_url=settings.ledger_url,
+        budget_total_usd=settings.budget_total_usd,
+        budget_daily_usd=settings.budget_daily_usd,
+        budget_per_run_usd=settings.budget_per_run_usd,
+        poll_interval_s=settings.poll_interval_s,
+        replicate_api_token=token,
     )
 
 

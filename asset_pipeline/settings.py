@@ -35,6 +35,15 @@ class PipelineSettings(BaseSettings):
     backend: Backend = Field(default="placeholder", description="which backend generates images")
     model: str | None = Field(default=None, description="model reference for the backend")
     max_concurrency: int = Field(default=8, ge=1, le=256, description="images generated at once in one run")
+    database_url: str | None = Field(default=None, description="ledger database URL; None is ledger.db in the data dir")
+    budget_total_usd: float = Field(default=20.0, ge=0, description="cap on all spending")
+    budget_daily_usd: float = Field(default=10.0, ge=0, description="cap per UTC day")
+    budget_per_run_usd: float = Field(default=20.0, ge=0, description="cap per Dagster run")
+    poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
+
+    @property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
 
 
 def load_settings() -> PipelineSettings:

@@ -28,4 +28,4 @@ def instance():
         yield test_instance
 
 
-pytest_plugins = ["asset_pipeline_tests.cli_fixtures"]
+pytest_plugins = ["asset_pipeline_tests.cli_fixtures", "asset_pipeline_tests.fake_replicate.fixtures"]

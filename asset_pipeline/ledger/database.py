@@ -29,15 +29,13 @@ def ledger_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
-        def _no_implicit_transactions(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _configure(dbapi_connection, _record):  # type: ignore[no-untyped-def]
             dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(connection):  # type: ignore[no-untyped-def]
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     with exclusive(engine) as connection:  # several processes may start on an empty database at once

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -241,7 +240,3 @@ class ImageGenerator(dg.ConfigurableResource):
 
 def _reason(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, GenerationError) else exc.__class__.__name__
-
-
-def default_ledger_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'ledger.db'}"

@@ -1,0 +1,233 @@
+"""A local fake of Replicate's HTTP API (Starlette), for tests and benchmarks; never used in production.
+
+It speaks the endpoints the official client uses: `POST /v1/models/{owner}/{name}/predictions`,
+`POST /v1/predictions`, `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`, plus
+unauthenticated output delivery under `/files/`. Errors are RFC 7807 JSON (401, 404, 422, 429 with
+`Retry-After`, 500). Predictions take `latency_s` to finish. It keeps the bill: what real Replicate
+would have charged, per model, so tests can compare it with the ledger.
+
+Failure injection: prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
+image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
+next creations with; `max_running` answers 429 beyond that many unfinished predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+PER_IMAGE = {"black-forest-labs/flux-schnell": 0.003, "black-forest-labs/flux-dev": 0.025}
+PER_SECOND = {"stability-ai/sdxl": 0.000975}
+VERSIONS = {"abc123": "stability-ai/sdxl"}
+
+
+@dataclass
+class FakePrediction:
+    id: str
+    model: str
+    input: dict[str, Any]
+    created: float
+    status: str = "starting"
+    output: Any = None
+    error: str | None = None
+    predict_time: float | None = None
+    billed: bool = False
+
+
+@dataclass
+class FakeReplicateState:
+    token: str
+    latency_s: float = 0.05
+    max_running: int | None = None
+    output_mode: str = "url"  # "url" or "data"
+    fail_creates: list[int] = field(default_factory=list)
+    predictions: dict[str, FakePrediction] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    creations: Counter = field(default_factory=Counter)  # input fingerprint -> count
+    bill_micros: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    base_url: str = ""
+
+    @property
+    def bill_usd(self) -> float:
+        return self.bill_micros / 1_000_000
+
+    @property
+    def created_total(self) -> int:
+        return sum(self.creations.values())
+
+
+def problem(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"type": f"https://replicate.com/docs/errors#{status}", "title": title, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+def build_app(state: FakeReplicateState) -> Starlette:
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {state.token}"
+
+    async def create(request: Request, model: str) -> Response:
+        if not authorized(request):
+            return problem(401, "Unauthenticated", "Invalid token.")
+        body = json.loads(await request.body() or b"{}")
+        inputs = body.get("input") or {}
+        with state.lock:
+            if state.fail_creates:
+                status = state.fail_creates.pop(0)
+                headers = {"Retry-After": "1"} if status == 429 else None
+                return problem(status, "Injected failure", f"injected HTTP {status}", headers)
+            if model not in PER_IMAGE and model not in PER_SECOND:
+                return problem(404, "Model not found", f"no model {model}")
+            if not isinstance(inputs.get("prompt"), str) or not inputs["prompt"]:
+                return problem(422, "Invalid input", "prompt is required")
+            running = sum(1 for p in state.predictions.values() if p.status in ("starting", "processing"))
+            if state.max_running is not None and running >= state.max_running:
+                return problem(429, "Too many requests", "throttled", {"Retry-After": "1"})
+            prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
+            state.predictions[prediction.id] = prediction
+            state.creations[_fingerprint(model, inputs)] += 1
+        return JSONResponse(_as_json(state, prediction), status_code=201)
+
+    async def create_for_model(request: Request) -> Response:
+        return await create(request, f"{request.path_params['owner']}/{request.path_params['name']}")
+
+    async def create_for_version(request: Request) -> Response:
+        body = json.loads(await request.body() or b"{}")
+        model = VERSIONS.get(str(body.get("version")), f"unknown-version/{body.get('version')}")
+        request._body = json.dumps(body).encode()  # starlette caches the body; keep it readable
+        return await create(request, model)
+
+    async def get(request: Request) -> Response:
+        if not authorized(request):
+            return problem(401, "Unauthenticated", "Invalid token.")
+        with state.lock:
+            prediction = state.predictions.get(request.path_params["id"])
+            if prediction is None:
+                return problem(404, "Not found", "no such prediction")
+            _advance(state, prediction)
+            return JSONResponse(_as_json(state, prediction))
+
+    async def cancel(request: Request) -> Response:
+        if not authorized(request):
+            return problem(401, "Unauthenticated", "Invalid token.")
+        with state.lock:
+            prediction = state.predictions.get(request.path_params["id"])
+            if prediction is None:
+                return problem(404, "Not found", "no such prediction")
+            _advance(state, prediction)
+            if prediction.status in ("starting", "processing"):
+                prediction.status = "canceled"
+                prediction.predict_time = time.monotonic() - prediction.created
+                _bill(state, prediction)
+            return JSONResponse(_as_json(state, prediction))
+
+    async def file(request: Request) -> Response:
+        data = state.files.get(request.path_params["name"])
+        if data is None:
+            return problem(404, "Not found", "file expired")
+        return Response(data, media_type="application/octet-stream")
+
+    return Starlette(routes=[
+        Route("/v1/models/{owner}/{name}/predictions", create_for_model, methods=["POST"]),
+        Route("/v1/predictions", create_for_version, methods=["POST"]),
+        Route("/v1/predictions/{id}", get, methods=["GET"]),
+        Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
+        Route("/files/{name}", file, methods=["GET"]),
+    ])
+
+
+def _fingerprint(model: str, inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([model, inputs], sort_keys=True).encode()).hexdigest()
+
+
+def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
+    """Finish a prediction once its latency has passed."""
+    if prediction.status not in ("starting", "processing"):
+        return
+    elapsed = time.monotonic() - prediction.created
+    if elapsed < state.latency_s:
+        prediction.status = "processing" if elapsed > state.latency_s / 2 else "starting"
+        return
+    prediction.predict_time = state.latency_s
+    prompt = prediction.input.get("prompt", "")
+    if "[[fail]]" in prompt:
+        prediction.status, prediction.error = "failed", "injected model failure"
+    else:
+        prediction.status = "succeeded"
+        data = _render(prediction)
+        if state.output_mode == "data":
+            prediction.output = ["data:image/png;base64," + base64.b64encode(data).decode()]
+        else:
+            name = f"{prediction.id}.{prediction.input.get('output_format', 'webp')}"
+            state.files[name] = data
+            prediction.output = [f"{state.base_url}/files/{name}"]
+    _bill(state, prediction)
+
+
+def _bill(state: FakeReplicateState, prediction: FakePrediction) -> None:
+    if prediction.billed:
+        return
+    prediction.billed = True
+    if prediction.model in PER_IMAGE and prediction.status == "succeeded":
+        state.bill_micros += round(PER_IMAGE[prediction.model] * 1_000_000)
+    elif prediction.model in PER_SECOND:
+        state.bill_micros += round(PER_SECOND[prediction.model] * (prediction.predict_time or 0) * 1_000_000)
+
+
+def _size(inputs: dict[str, Any]) -> tuple[int, int]:
+    if "width" in inputs:
+        return int(inputs["width"]), int(inputs["height"])
+    w, h = (int(x) for x in str(inputs.get("aspect_ratio", "1:1")).split(":"))
+    width = round(math.sqrt(1024 * 1024 * w / h) / 16) * 16
+    return width, round(width * h / w / 16) * 16
+
+
+def _render(prediction: FakePrediction) -> bytes:
+    prompt = prediction.input.get("prompt", "")
+    if "[[corrupt]]" in prompt:
+        return b"\x89PNG\r\n\x1a\n this is not really an image"
+    width, height = _size(prediction.input)
+    if "[[wrongsize]]" in prompt:
+        width, height = width // 2, height // 2
+    seed = int(prediction.input.get("seed", 0))
+    image = Image.new("RGB", (width, height), ((seed * 37) % 256, (seed * 91) % 256, 120))
+    for x in range(0, width, 32):  # stripes, so the image is not blank
+        image.paste((255 - (x % 256), 80, (x * 7) % 256), (x, 0, min(width, x + 12), height))
+    out = io.BytesIO()
+    image_format = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[prediction.input.get("output_format", "webp")]
+    image.save(out, format=image_format)
+    return out.getvalue()
+
+
+def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str, Any]:
+    return {
+        "id": prediction.id,
+        "model": prediction.model,
+        "version": "fake",
+        "status": prediction.status,
+        "input": prediction.input,
+        "output": prediction.output,
+        "logs": "",
+        "error": prediction.error,
+        "metrics": {"predict_time": prediction.predict_time} if prediction.predict_time is not None else {},
+        "created_at": "2026-01-01T00:00:00Z",
+        "urls": {
+            "get": f"{state.base_url}/v1/predictions/{prediction.id}",
+            "cancel": f"{state.base_url}/v1/predictions/{prediction.id}/cancel",
+        },
+    }
