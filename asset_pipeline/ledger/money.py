@@ -15,7 +15,7 @@ def to_micros(usd: float) -> int:
 
 
 def to_usd(micros: int) -> float:
-    return micros / MICROS_PER_USD
+    return int(micros) / MICROS_PER_USD  # PostgreSQL sums come back as Decimal
 
 
 @dataclass(frozen=True)
