@@ -8,6 +8,7 @@ from asset_pipeline.assets.catalog_source import build_image_catalog
 from asset_pipeline.assets.contact_sheet import contact_sheet
 from asset_pipeline.assets.images import build_images
 from asset_pipeline.assets.manifest import asset_manifest
+from asset_pipeline.assets.spend_report import spend_report
 from asset_pipeline.assets.variants import build_image_variants
 from asset_pipeline.catalog import Catalog
 
@@ -25,4 +26,5 @@ def build_assets(catalog: Catalog) -> list[dg.AssetsDefinition | dg.SourceAsset]
         build_image_variants(partitions),
         asset_manifest,
         contact_sheet,
+        spend_report,
     ]

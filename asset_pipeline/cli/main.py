@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from asset_pipeline.cli.catalog_commands import catalog
+from asset_pipeline.cli.money_commands import budget, estimate, ledger
 from asset_pipeline.cli.report_command import report
 from asset_pipeline.errors import AssetPipelineError
 
@@ -27,6 +28,9 @@ def cli() -> None:
 
 cli.add_command(catalog)
 cli.add_command(report)
+cli.add_command(budget)
+cli.add_command(ledger)
+cli.add_command(estimate)
 
 if __name__ == "__main__":
     cli()

@@ -157,6 +157,16 @@ class BudgetLedger:
             for row in rows
         ]
 
+    def spend_by(self, column: str) -> dict[str, float]:
+        """Charged USD grouped by `day` or `model`."""
+        with self.engine.connect() as connection:
+            charges = _charges(connection)
+            key = charges.c[column]
+            rows = connection.execute(
+                select(key, func.sum(charges.c.amount_micros)).group_by(key).order_by(key)
+            ).all()
+        return {str(group): to_usd(total) for group, total in rows}
+
     def spent_by_run(self, run_id: str) -> float:
         with self.engine.connect() as connection:
             charges = _charges(connection)

@@ -118,6 +118,14 @@ class ImageStore(dg.ConfigurableResource):
             atomic_write(partition_path, png)
         return StoredImage(partition_path, self.object_path(sha256), sha256, request_hash, record)
 
+    def contains(self, request_hash: str) -> bool:
+        """Whether an image for `request_hash` is indexed and its object file exists (no side effects)."""
+        try:
+            record = json.loads(self._index_path(request_hash).read_bytes())
+            return self.object_path(record["sha256"]).exists()
+        except (FileNotFoundError, ValueError, KeyError, TypeError, StoreError):
+            return False
+
     def read_partition(self, partition_key: str) -> bytes:
         path = self.partition_path(partition_key)
         try:

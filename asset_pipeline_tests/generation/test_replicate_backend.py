@@ -129,3 +129,15 @@ def test_the_token_never_appears_in_logs_metadata_or_errors(
     everything += captured.out + captured.err + json.dumps(ledger(data_dir).entries())
     assert "HTTP 401" in everything
     assert TOKEN not in everything and TOKEN[:12] not in everything
+
+
+def test_spend_report_shows_spend_by_day_and_model(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
+    specs = entries(2) + [{**entries(3)[2], "model": "black-forest-labs/flux-dev"}]
+    defs = replicate_defs(write_catalog(tmp_path / "c.yaml", specs), data_dir)
+    assert materialize(defs, instance, first="img-00", last="img-02").success
+    assert materialize(defs, instance, selection="spend_report").success
+    report = json.loads((data_dir / "spend_report.json").read_text())
+    assert report["by_model"] == {"black-forest-labs/flux-dev": pytest.approx(0.025),
+                                  "black-forest-labs/flux-schnell": pytest.approx(0.006)}
+    assert report["total_usd"] == pytest.approx(0.031) == pytest.approx(fake_replicate.bill_usd)
+    assert Image.open(data_dir / "spend_report.png").format == "PNG"
