@@ -141,3 +141,17 @@ def test_spend_report_shows_spend_by_day_and_model(fake_replicate, tmp_path: Pat
                                   "black-forest-labs/flux-schnell": pytest.approx(0.006)}
     assert report["total_usd"] == pytest.approx(0.031) == pytest.approx(fake_replicate.bill_usd)
     assert Image.open(data_dir / "spend_report.png").format == "PNG"
+
+
+def test_data_uri_outputs_and_a_postgres_ledger(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
+    from asset_pipeline_tests.postgres import fresh_database
+
+    fake_replicate.output_mode = "data"
+    catalog = write_catalog(tmp_path / "c.yaml", entries(2))
+    with fresh_database() as url:
+        defs = replicate_defs(catalog, data_dir, database_url=url)
+        assert materialize(defs, instance, first="img-00", last="img-01").success
+        pg_ledger = BudgetLedger(ledger_engine(url))
+        assert pg_ledger.status(BudgetCaps(20, 10, 20)).spent_total_usd == pytest.approx(fake_replicate.bill_usd)
+        pg_ledger.engine.dispose()
+    assert not (data_dir / "ledger.db").exists()
