@@ -27,5 +27,5 @@ def fit_to_png(data: bytes, *, width: int, height: int) -> FittedImage:
     if rgb.size != (width, height):
         rgb = ImageOps.fit(rgb, (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     out = io.BytesIO()
-    rgb.save(out, format="PNG")
+    rgb.save(out, format="PNG", compress_level=3)
     return FittedImage(out.getvalue(), original_format, original_size)
