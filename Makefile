@@ -39,6 +39,7 @@ test: venv
 
 bench: venv instance
 	$(BIN)/python bench/placeholder_backfill.py
+	$(BIN)/python bench/replicate_budget.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
