@@ -113,21 +113,13 @@ class BudgetLedger:
             ).mappings().all()
         if not rows or any(row["kind"] != "reservation" for row in rows):
             return None
-        row = rows[0]
-        return Reservation(
-            row["reservation_id"], row["run_id"], row["partition_key"], row["request_hash"], row["model"],
-            to_usd(row["amount_micros"]),
-        )
+        return _reservation(rows[0])
 
     def open_reservations_for(self, request_hash: str) -> list[Reservation]:
         with self.engine.connect() as connection:
             open_ = _open(connection)
             rows = connection.execute(select(open_).where(open_.c.request_hash == request_hash)).mappings().all()
-        return [
-            Reservation(row["reservation_id"], row["run_id"], row["partition_key"], row["request_hash"], row["model"],
-                        to_usd(row["amount_micros"]))
-            for row in rows
-        ]
+        return [_reservation(row) for row in rows]
 
     def status(self, caps: BudgetCaps) -> BudgetStatus:
         with self.engine.connect() as connection:
@@ -209,6 +201,13 @@ class BudgetLedger:
                 created_at=now,
             )
         )
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(
+        row["reservation_id"], row["run_id"], row["partition_key"], row["request_hash"], row["model"],
+        to_usd(row["amount_micros"]),
+    )
 
 
 def _charges(connection: Connection):  # type: ignore[no-untyped-def]

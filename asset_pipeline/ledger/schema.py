@@ -6,6 +6,16 @@ from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, MetaD
 
 metadata = MetaData()
 
+
+def _work_columns() -> list[Column]:
+    """Which image a row is about: the run, the partition, the request and the model."""
+    return [
+        Column("run_id", String(64), nullable=False),
+        Column("partition_key", String(128), nullable=False),
+        Column("request_hash", String(64), nullable=False),
+        Column("model", String(200), nullable=False),
+    ]
+
 # kind: 'reservation' (money set aside before a provider call), 'charge' (what was really spent,
 # closing the reservation), 'release' (the reservation returned unspent).
 budget_entries = Table(
@@ -14,11 +24,8 @@ budget_entries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(16), nullable=False),
     Column("reservation_id", String(36), nullable=False),
-    Column("run_id", String(64), nullable=False),
-    Column("partition_key", String(128), nullable=False),
-    Column("request_hash", String(64), nullable=False),
+    *_work_columns(),
     Column("prediction_id", String(128)),
-    Column("model", String(200), nullable=False),
     Column("amount_micros", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("day", Date, nullable=False),
@@ -34,11 +41,8 @@ prediction_journal = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("prediction_id", String(128), nullable=False),
-    Column("request_hash", String(64), nullable=False),
     Column("reservation_id", String(36), nullable=False),
-    Column("run_id", String(64), nullable=False),
-    Column("partition_key", String(128), nullable=False),
-    Column("model", String(200), nullable=False),
+    *_work_columns(),
     Column("status", String(32), nullable=False),
     Column("detail", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -157,8 +157,10 @@ class ImageGenerator(dg.ConfigurableResource):
             self._close_failed(reservation, failure)
             raise
         except BaseException as exc:
+            if reservation is None:
+                raise
             prediction_id = session.resume_prediction_id or (created[0] if created else None)
-            if reservation is not None and prediction_id is None:
+            if prediction_id is None:
                 self.ledger.release(reservation, reason=f"released: {_reason(exc)}")
             elif isinstance(exc, GenerationError) and not isinstance(exc, OutputNotFetched):
                 raise GenerationError(

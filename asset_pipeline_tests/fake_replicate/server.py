@@ -56,6 +56,7 @@ class FakeReplicateState:
     max_running: int | None = None
     output_mode: str = "url"  # "url" or "data"
     fail_creates: list[int] = field(default_factory=list)
+    fail_gets: list[int] = field(default_factory=list)
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     creations: Counter = field(default_factory=Counter)  # input fingerprint -> count
@@ -112,29 +113,31 @@ def build_app(state: FakeReplicateState) -> Starlette:
         request._body = json.dumps(body).encode()  # starlette caches the body; keep it readable
         return await create(request, model)
 
-    async def get(request: Request) -> Response:
+    def existing(request: Request, then) -> Response:  # type: ignore[no-untyped-def]
+        """Authenticate, find the prediction, bring it up to date, then apply `then` to it."""
         if not authorized(request):
             return problem(401, "Unauthenticated", "Invalid token.")
         with state.lock:
+            if state.fail_gets:
+                return problem(state.fail_gets.pop(0), "Injected failure", "injected failure on a read")
             prediction = state.predictions.get(request.path_params["id"])
             if prediction is None:
                 return problem(404, "Not found", "no such prediction")
             _advance(state, prediction)
+            then(prediction)
             return JSONResponse(_as_json(state, prediction))
 
+    def _cancel(prediction: FakePrediction) -> None:
+        if prediction.status in ("starting", "processing"):
+            prediction.status = "canceled"
+            prediction.predict_time = time.monotonic() - prediction.created
+            _bill(state, prediction)
+
+    async def get(request: Request) -> Response:
+        return existing(request, lambda prediction: None)
+
     async def cancel(request: Request) -> Response:
-        if not authorized(request):
-            return problem(401, "Unauthenticated", "Invalid token.")
-        with state.lock:
-            prediction = state.predictions.get(request.path_params["id"])
-            if prediction is None:
-                return problem(404, "Not found", "no such prediction")
-            _advance(state, prediction)
-            if prediction.status in ("starting", "processing"):
-                prediction.status = "canceled"
-                prediction.predict_time = time.monotonic() - prediction.created
-                _bill(state, prediction)
-            return JSONResponse(_as_json(state, prediction))
+        return existing(request, _cancel)
 
     async def file(request: Request) -> Response:
         data = state.files.get(request.path_params["name"])

@@ -155,3 +155,20 @@ def test_data_uri_outputs_and_a_postgres_ledger(fake_replicate, tmp_path: Path, 
         assert pg_ledger.status(BudgetCaps(20, 10, 20)).spent_total_usd == pytest.approx(fake_replicate.bill_usd)
         pg_ledger.engine.dispose()
     assert not (data_dir / "ledger.db").exists()
+
+
+def test_a_prediction_lost_from_sight_keeps_its_reservation_and_is_re_attached(
+    fake_replicate, tmp_path: Path, data_dir: Path, instance
+) -> None:
+    defs = replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir)
+    fake_replicate.fail_gets = [500]
+    first = materialize(defs, instance, partition="img-00")
+    assert not first.success
+    assert "keeps its reservation and the next run re-attaches" in first.failure_data_for_node("images").error.message
+    assert ledger(data_dir).status(BudgetCaps(20, 10, 20)).open_reservations == 1
+
+    second = materialize(defs, instance, partition="img-00")
+    assert second.success
+    assert fake_replicate.created_total == 1
+    status = ledger(data_dir).status(BudgetCaps(20, 10, 20))
+    assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
