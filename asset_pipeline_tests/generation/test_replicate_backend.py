@@ -172,3 +172,15 @@ def test_a_prediction_lost_from_sight_keeps_its_reservation_and_is_re_attached(
     assert fake_replicate.created_total == 1
     status = ledger(data_dir).status(BudgetCaps(20, 10, 20))
     assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
+
+
+def test_a_failed_time_billed_prediction_is_charged_for_its_time(
+    fake_replicate, tmp_path: Path, data_dir: Path, instance
+) -> None:
+    spec = {**entries(1)[0], "prompt": "a house [[fail]]", "model": "stability-ai/sdxl"}
+    result = materialize(replicate_defs(write_catalog(tmp_path / "c.yaml", [spec]), data_dir), instance, partition="img-00")
+    assert not result.success
+    [reservation, charge] = ledger(data_dir).entries()
+    assert charge["kind"] == "charge" and charge["reason"].startswith("billed by the provider for a failed image")
+    assert charge["amount_usd"] == pytest.approx(fake_replicate.bill_usd) and fake_replicate.bill_usd > 0
+    assert reservation["amount_usd"] == pytest.approx(0.000975 * 300)  # rate x max_predict_seconds
