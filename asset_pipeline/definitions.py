@@ -60,6 +60,9 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         budget_daily_usd=settings.budget_daily_usd,
         budget_per_run_usd=settings.budget_per_run_usd,
         poll_interval_s=settings.poll_interval_s,
+        max_attempts=settings.max_attempts,
+        backoff_base_s=settings.backoff_base_s,
+        fallback_models=[model.strip() for model in settings.fallback_models.split(",") if model.strip()],
         replicate_api_token=token,
     )
 

@@ -10,6 +10,8 @@
         ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent
         ├── ProviderError       the provider refused or failed a request (HTTP status when known)
         ├── OutputNotFetched    the provider made the image but we could not download it yet
+        ├── CircuitOpenError    the provider's circuit breaker is open; nothing was sent
+        ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
         └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
 
 Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
@@ -95,11 +97,25 @@ class BudgetExhaustedError(GenerationError):
 
 
 class ProviderError(GenerationError):
-    """The provider refused or failed; `status` is its HTTP status when there was one."""
+    """The provider refused or failed; `status` is its HTTP status, `retry_after` its Retry-After header."""
 
-    def __init__(self, partition_key: str, reason: str, *, status: int | None = None):
+    def __init__(self, partition_key: str, reason: str, *, status: int | None = None, retry_after: str | None = None):
         super().__init__(partition_key, reason)
         self.status = status
+        self.retry_after = retry_after
+
+
+class CircuitOpenError(GenerationError):
+    """The provider's circuit breaker is open: the partition fails fast and nothing is sent."""
+
+
+class RetriesExhausted(GenerationError):
+    """Every strategy was tried (or none applies); `attempts` lists them, `last` is the final error."""
+
+    def __init__(self, partition_key: str, reason: str, *, attempts: list, last: GenerationError):
+        super().__init__(partition_key, reason)
+        self.attempts = attempts
+        self.last = last
 
 
 class OutputNotFetched(GenerationError):

@@ -40,6 +40,9 @@ class PipelineSettings(BaseSettings):
     budget_daily_usd: float = Field(default=10.0, ge=0, description="cap per UTC day")
     budget_per_run_usd: float = Field(default=20.0, ge=0, description="cap per Dagster run")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
+    max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per image, all retry strategies together")
+    backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
+    fallback_models: str = Field(default="", description="comma-separated models to fall back to, in order")
 
     @property
     def ledger_url(self) -> str:

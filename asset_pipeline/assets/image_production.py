@@ -60,6 +60,7 @@ class ImageOutcome:
     duration_s: float = 0.0
     checks: tuple[CheckOutcome, ...] = ()
     preview: str | None = None
+    strategies: tuple[str, ...] = ()
 
 
 def produce_image(
@@ -100,7 +101,8 @@ def produce_image(
         stored=stored,
         cache_hit=pending is None,
         cost_usd=rendered.cost_usd if rendered else 0.0,
-        attempts=rendered.attempts if rendered else 0,
+        attempts=pending.attempts if pending else 0,
+        strategies=pending.strategies if pending else (),
         prediction_id=rendered.prediction_id if rendered else None,
         duration_s=time.perf_counter() - started,
         checks=evaluate_image_checks(facts, spec, fallback=bool(stored.record.get("fallback", False))),
@@ -115,14 +117,17 @@ def not_started(partition_key: str, reason: str) -> ImageOutcome:
 def _store(pending: PendingImage, store: ImageStore, generator: ImageGenerator) -> StoredImage:
     """Store the image, then charge it; if storing fails the bill is still recorded."""
     request, rendered = pending.request, pending.rendered
+    requested = pending.requested or request
     try:
         stored = store.put(
             rendered.png,
             partition_key=request.partition_key,
             request_hash=request.request_hash,
-            record=_provenance_record(request, rendered),
+            record={**_provenance_record(request, rendered), "strategies": list(pending.strategies)},
             original=rendered.original,
             original_format=rendered.original_format,
+            # After a fallback model or a simplified prompt, the catalog's own request finds it too.
+            aliases=[requested.request_hash] if requested.request_hash != request.request_hash else [],
         )
     except BaseException as exc:
         generator.settle(pending, sha256=None, problem=f"{exc.__class__.__name__}: {exc}")

@@ -134,6 +134,7 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
         "cost_usd": dg.MetadataValue.float(outcome.cost_usd),
         "cache_hit": outcome.cache_hit,
         "attempts": outcome.attempts,
+        "strategies": list(outcome.strategies or record.get("strategies") or []),
         "duration_s": dg.MetadataValue.float(round(outcome.duration_s, 4)),
         "fallback": bool(record.get("fallback", False)),
         "category": spec.category,

@@ -9,6 +9,7 @@ used: it returns `None` output when the server answers `processing` after its wa
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from typing import Any
 
@@ -47,7 +48,10 @@ class ReplicateBackend(ImageBackend):
         transport: httpx.BaseTransport | None = None,
     ):
         extra = {"transport": transport} if transport is not None else {}
-        self._client = replicate.Client(api_token=api_token, **extra)
+        # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
+        # each thread's last Retry-After so a 429 can wait exactly as long as Replicate asks.
+        self._last_retry_after = threading.local()
+        self._client = replicate.Client(api_token=api_token, event_hooks={"response": [self._remember_retry_after]}, **extra)
         # Output files are fetched without the API token: delivery URLs need none, and the token
         # must never travel to another host.
         self._downloads = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra)
@@ -164,13 +168,17 @@ class ReplicateBackend(ImageBackend):
         raise PaidFailure(request.partition_key, f"prediction {prediction_id} returned no usable output",
                           billed_usd=0.0, prediction_id=prediction_id)
 
+    def _remember_retry_after(self, response: httpx.Response) -> None:
+        self._last_retry_after.value = response.headers.get("retry-after")
+
     def _call(self, request: GenerationRequest, call: Any) -> Any:
         """Run one client call, turning its errors into `ProviderError` with the HTTP status."""
+        self._last_retry_after.value = None
         try:
             return call()
         except ReplicateError as exc:
-            summary = exc.title or exc.detail or "error"
-            raise ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}: {summary}",
-                                status=exc.status) from None
+            summary = "; ".join(part for part in (exc.title, exc.detail) if part) or "error"
+            raise ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}: {summary[:300]}",
+                                status=exc.status, retry_after=getattr(self._last_retry_after, "value", None)) from None
         except httpx.HTTPError as exc:
             raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None

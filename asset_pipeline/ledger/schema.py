@@ -63,3 +63,28 @@ request_index = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_request_index_request", "request_hash"),
 )
+
+# Circuit-breaker events per provider: success, failure, open, trial, close (see ledger/circuit.py).
+circuit_events = Table(
+    "circuit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_circuit_events_provider", "provider", "id"),
+)
+
+# Every generation attempt that failed: its class and the strategy chosen next.
+generation_attempts = Table(
+    "generation_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *_work_columns(),
+    Column("attempt", Integer, nullable=False),
+    Column("failure_class", String(32), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_generation_attempts_run", "run_id"),
+)

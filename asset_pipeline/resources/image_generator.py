@@ -15,7 +15,7 @@ is unknown keeps its reservation open so the next run can re-attach instead of p
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import dagster as dg
@@ -24,18 +24,25 @@ from pydantic import Field, PrivateAttr
 from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.errors import (
     BudgetExhaustedError,
+    CircuitOpenError,
     ConfigurationError,
     GenerationError,
     InvalidImageError,
     OutputNotFetched,
+    RetriesExhausted,
 )
 from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
+from asset_pipeline.generation.rate_limit import TokenBucket
+from asset_pipeline.generation.retries import AttemptRecord, classify_error, next_request, wait_before_retry
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
 from asset_pipeline.generation.replicate_backend import ReplicateBackend
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.imaging.inspect import inspect_image
+from asset_pipeline.ledger.attempts import AttemptLog
 from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, Reservation
+from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker, CircuitOpen
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
@@ -43,11 +50,18 @@ from asset_pipeline.ledger.money import BudgetCaps
 
 @dataclass(frozen=True)
 class PendingImage:
-    """A rendered image whose cost is reserved but not yet charged (charged by `settle`)."""
+    """A rendered image whose cost is reserved but not yet charged (charged by `settle`).
+
+    `request` is what finally produced it; `requested` what the catalog asked for, which differs
+    after a fallback model or a simplified prompt (the store indexes the image under both).
+    """
 
     request: GenerationRequest
     rendered: RenderedImage
     reservation: Reservation | None
+    attempts: int = 1
+    strategies: tuple[str, ...] = ()
+    requested: GenerationRequest | None = None
 
 
 class ImageGenerator(dg.ConfigurableResource):
@@ -80,9 +94,21 @@ class ImageGenerator(dg.ConfigurableResource):
     replicate_api_token: str | None = Field(
         default=None, description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN')."
     )
+    max_attempts: int = Field(default=4, ge=1, le=20, description="Attempts per image, all strategies together.")
+    max_retry_spend_usd: float = Field(
+        default=0.10, ge=0, description="Stop retrying an image once its failed attempts were billed this much."
+    )
+    backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff ceiling for transient errors.")
+    backoff_cap_s: float = Field(default=30.0, ge=0, description="Longest backoff between attempts.")
+    max_wait_s: float = Field(default=120.0, ge=0, description="Longest wait a rate limit may impose before a retry.")
+    requests_per_second: float = Field(default=10.0, gt=0, description="New predictions per second from one run.")
+    breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive provider failures that open the circuit.")
+    breaker_window_s: float = Field(default=60.0, gt=0, description="Window the consecutive failures must fall in.")
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, description="How long an open circuit stays open.")
 
     _backend: ImageBackend | None = PrivateAttr(default=None)
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
+    _bucket: TokenBucket | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -139,9 +165,75 @@ class ImageGenerator(dg.ConfigurableResource):
     def generate(
         self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None
     ) -> PendingImage:
-        """Render `request` within budget; raise `GenerationError` (or a subclass) with a safe reason."""
+        """Render `request` within budget, retrying as each failure's class calls for.
+
+        Raises `BudgetExhaustedError` or `CircuitOpenError` at once, `RetriesExhausted` when no
+        strategy is left, each with a reason that is safe to log.
+        """
+        cancelled = cancelled or threading.Event()
+        if not self.active_backend.is_paid:
+            return self._attempt(request, run_id, cancelled)
+        history: list[AttemptRecord] = []
+        current, billed_for_failures = request, 0.0
+        for number in range(1, self.max_attempts + 1):
+            trial = self._may_send(request)
+            if not self.bucket.acquire(cancelled):
+                raise GenerationError(request.partition_key, "run terminated before the request was sent")
+            try:
+                pending = self._attempt(current, run_id, cancelled)
+            except GenerationError as exc:
+                classified = classify_error(exc, history)
+                self.circuit.record(ok=classified.failure not in PROVIDER_FAILURES, trial=trial)
+                billed_for_failures += getattr(exc, "billed_usd", 0.0)
+                follow_up = next_request(current, classified, history, self.fallback_models)
+                over_spend = billed_for_failures >= self.max_retry_spend_usd > 0
+                give_up = follow_up is None or number == self.max_attempts or over_spend or cancelled.is_set()
+                strategy = Strategy.FAIL if give_up else classified.strategy
+                history.append(AttemptRecord(number, current.model, classified.failure, strategy, exc.reason))
+                self.attempt_log.record(
+                    run_id=run_id, partition_key=current.partition_key, request_hash=current.request_hash,
+                    model=current.model, attempt=number, failure_class=classified.failure,
+                    strategy=strategy, detail=exc.reason,
+                )
+                if isinstance(exc, BudgetExhaustedError):
+                    raise
+                if give_up:
+                    raise RetriesExhausted(request.partition_key, _summary(exc, history, over_spend),
+                                           attempts=history, last=exc) from None
+                if cancelled.wait(wait_before_retry(classified, number, self)):
+                    raise GenerationError(request.partition_key, "run terminated while waiting to retry") from None
+                current = follow_up
+                continue
+            self.circuit.record(ok=True, trial=trial)
+            return replace(pending, attempts=number, strategies=tuple(a.strategy for a in history), requested=request)
+        raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    def _may_send(self, request: GenerationRequest) -> bool:
+        try:
+            return self.circuit.before_request()
+        except CircuitOpen as exc:
+            raise CircuitOpenError(request.partition_key, str(exc)) from None
+
+    @property
+    def bucket(self) -> TokenBucket:
+        with self._lock:
+            if self._bucket is None:
+                self._bucket = TokenBucket(rate=self.requests_per_second, burst=max(1, int(self.requests_per_second)))
+            return self._bucket
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        config = BreakerConfig(self.breaker_failure_threshold, self.breaker_window_s, self.breaker_cooldown_s)
+        return CircuitBreaker(self.ledger.engine, provider=self.active_backend.name, config=config)
+
+    @property
+    def attempt_log(self) -> AttemptLog:
+        return AttemptLog(self.ledger.engine)
+
+    def _attempt(self, request: GenerationRequest, run_id: str, cancelled: threading.Event) -> PendingImage:
+        """One try: reserve (or re-attach), render, verify. Closes the reservation on failure."""
         backend = self.active_backend
-        session = RenderSession(cancelled=cancelled or threading.Event())
+        session = RenderSession(cancelled=cancelled)
         reservation = self._reserve(request, run_id, session) if backend.is_paid else None
         created: list[str] = []
 
@@ -238,6 +330,12 @@ class ImageGenerator(dg.ConfigurableResource):
             PaidFailure(request.partition_key, problem, billed_usd=rendered.cost_usd, prediction_id=rendered.prediction_id),
         )
         raise InvalidImageError(request.partition_key, problem)
+
+
+def _summary(last: GenerationError, history: list[AttemptRecord], over_spend: bool) -> str:
+    tried = ", ".join(f"{a.failure_class}->{a.strategy}" for a in history)
+    limit = "; retry spend limit reached" if over_spend else ""
+    return f"{last.reason} (after {len(history)} attempt(s): {tried}{limit})"
 
 
 def _reason(exc: BaseException) -> str:

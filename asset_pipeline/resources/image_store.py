@@ -74,6 +74,7 @@ class ImageStore(dg.ConfigurableResource):
         record: dict[str, Any],
         original: bytes | None = None,
         original_format: str | None = None,
+        aliases: list[str] | None = None,
     ) -> StoredImage:
         """Store `png` for `partition_key` and index it under `request_hash`.
 
@@ -97,7 +98,8 @@ class ImageStore(dg.ConfigurableResource):
             "partition_key": partition_key,
             "stored_at": datetime.now(UTC).isoformat(),
         }
-        atomic_write(self._index_path(request_hash), json.dumps(full_record, sort_keys=True).encode())
+        for indexed_hash in [request_hash, *(aliases or [])]:
+            atomic_write(self._index_path(indexed_hash), json.dumps(full_record, sort_keys=True).encode())
         return StoredImage(partition_path, object_path, sha256, request_hash, full_record)
 
     def find(self, request_hash: str, *, partition_key: str) -> StoredImage | None:

@@ -18,4 +18,5 @@ def fake_replicate(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicateSta
         monkeypatch.setenv("REPLICATE_BASE_URL", state.base_url)
         monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
         monkeypatch.setenv("ASSET_PIPELINE_POLL_INTERVAL_S", "0.02")
+        monkeypatch.setenv("ASSET_PIPELINE_BACKOFF_BASE_S", "0.01")
         yield state

@@ -80,11 +80,12 @@ def test_bad_outputs_are_not_stored_or_charged_as_success(
     fake_replicate, tmp_path: Path, data_dir: Path, instance, marker: str
 ) -> None:
     catalog = write_catalog(tmp_path / "c.yaml", [{**entries(1)[0], "prompt": f"a house {marker}"}])
-    result = materialize(replicate_defs(catalog, data_dir), instance, partition="img-00")
+    result = materialize(replicate_defs(catalog, data_dir, max_attempts=2), instance, partition="img-00")
     assert not result.success
+    assert "(after 2 attempt(s): transient->backoff, transient->fail)" in result.failure_data_for_node("images").error.message
     assert not (data_dir / "images" / "img-00.png").exists()
     kinds = [(e["kind"], e["reason"]) for e in ledger(data_dir).entries()]
-    assert kinds[0][0] == "reservation" and len(kinds) == 2
+    assert [kind for kind, _ in kinds] == ["reservation", "charge" if marker == "[[corrupt]]" else "release"] * 2
     assert not any("stored" in reason and kind == "charge" for kind, reason in kinds)
     assert charges(data_dir) == pytest.approx(fake_replicate.bill_usd)
 
@@ -107,14 +108,31 @@ def test_a_model_without_a_price_refuses_to_start(fake_replicate, tmp_path: Path
     assert "no price for model 'someone/unpriced-model'" in str(result.all_events)
 
 
-def test_provider_errors_release_the_reservation(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
+def test_rate_limits_and_server_errors_are_retried_and_recorded(
+    fake_replicate, tmp_path: Path, data_dir: Path, instance
+) -> None:
     fake_replicate.fail_creates = [429, 500]
     catalog = write_catalog(tmp_path / "c.yaml", entries(2))
     result = materialize(replicate_defs(catalog, data_dir, max_concurrency=1), instance, first="img-00", last="img-01")
-    message = result.failure_data_for_node("images").error.message
-    assert "Replicate answered HTTP 429" in message and "Replicate answered HTTP 500" in message
+    assert result.success
+    made = materializations(result)
+    assert made["img-00"]["attempts"] == 3
+    assert made["img-00"]["strategies"] == ["wait_for_reset", "backoff"]
+    assert made["img-01"]["attempts"] == 1
+    assert fake_replicate.created_total == 2
+    entries_ = ledger(data_dir).entries()
+    assert [e["kind"] for e in entries_].count("release") == 2  # the refused creations cost nothing
     status = ledger(data_dir).status(BudgetCaps(20, 10, 20))
-    assert status.open_reservations == 0 and status.spent_total_usd == 0
+    assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
+
+
+def test_invalid_requests_fail_at_once(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
+    fake_replicate.fail_creates = [401]
+    result = materialize(replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir), instance,
+                         partition="img-00")
+    message = result.failure_data_for_node("images").error.message
+    assert "Replicate answered HTTP 401" in message and "(after 1 attempt(s): invalid_input->fail)" in message
+    assert ledger(data_dir).status(BudgetCaps(20, 10, 20)).open_reservations == 0
 
 
 def test_the_token_never_appears_in_logs_metadata_or_errors(
@@ -160,7 +178,7 @@ def test_data_uri_outputs_and_a_postgres_ledger(fake_replicate, tmp_path: Path, 
 def test_a_prediction_lost_from_sight_keeps_its_reservation_and_is_re_attached(
     fake_replicate, tmp_path: Path, data_dir: Path, instance
 ) -> None:
-    defs = replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir)
+    defs = replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir, max_attempts=1)
     fake_replicate.fail_gets = [500]
     first = materialize(defs, instance, partition="img-00")
     assert not first.success
@@ -174,11 +192,23 @@ def test_a_prediction_lost_from_sight_keeps_its_reservation_and_is_re_attached(
     assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
 
 
+def test_within_a_run_a_retry_re_attaches_instead_of_paying_again(
+    fake_replicate, tmp_path: Path, data_dir: Path, instance
+) -> None:
+    fake_replicate.fail_gets = [500]
+    result = materialize(replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir), instance,
+                         partition="img-00")
+    assert result.success
+    assert materializations(result)["img-00"]["strategies"] == ["backoff"]
+    assert fake_replicate.created_total == 1
+
+
 def test_a_failed_time_billed_prediction_is_charged_for_its_time(
     fake_replicate, tmp_path: Path, data_dir: Path, instance
 ) -> None:
     spec = {**entries(1)[0], "prompt": "a house [[fail]]", "model": "stability-ai/sdxl"}
-    result = materialize(replicate_defs(write_catalog(tmp_path / "c.yaml", [spec]), data_dir), instance, partition="img-00")
+    defs = replicate_defs(write_catalog(tmp_path / "c.yaml", [spec]), data_dir, max_attempts=1)
+    result = materialize(defs, instance, partition="img-00")
     assert not result.success
     [reservation, charge] = ledger(data_dir).entries()
     assert charge["kind"] == "charge" and charge["reason"].startswith("billed by the provider for a failed image")

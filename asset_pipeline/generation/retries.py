@@ -1,0 +1,62 @@
+"""Per-image retry decisions: classify a `GenerationError`, pick the next request and the wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from asset_pipeline.errors import BudgetExhaustedError, GenerationError, ProviderError
+from asset_pipeline.generation.failures import Classified, FailureClass, backoff_seconds, classify, simplified_prompt
+from asset_pipeline.generation.request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    model: str
+    failure_class: str
+    strategy: str
+    detail: str
+
+
+class BackoffSettings(Protocol):
+    backoff_base_s: float
+    backoff_cap_s: float
+    max_wait_s: float
+
+
+def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Classified:
+    timeouts = sum(1 for attempt in history if "ran over" in attempt.detail)
+    return classify(
+        status=getattr(error, "status", None),
+        message=error.reason,
+        retry_after=error.retry_after if isinstance(error, ProviderError) else None,
+        budget=isinstance(error, BudgetExhaustedError),
+        cold_boot_timeouts=timeouts,
+    )
+
+
+def next_request(
+    request: GenerationRequest, classified: Classified, history: list[AttemptRecord], fallback_models: list[str]
+) -> GenerationRequest | None:
+    """The request to try next, or None when this class of failure has no strategy left."""
+    failure = classified.failure
+    if failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+        return request
+    if failure is FailureClass.CONTENT_REJECTED:
+        already = any(a.failure_class == FailureClass.CONTENT_REJECTED for a in history)
+        simpler = simplified_prompt(request.prompt)
+        return None if already or simpler == request.prompt else replace(request, prompt=simpler)
+    if failure is FailureClass.MODEL_UNAVAILABLE:
+        tried = {a.model for a in history} | {request.model}
+        remaining = [model for model in fallback_models if model not in tried]
+        return replace(request, model=remaining[0]) if remaining else None
+    return None  # out of resources (no smaller size for hosted models), invalid input, budget
+
+
+def wait_before_retry(classified: Classified, attempt: int, settings: BackoffSettings) -> float:
+    if classified.failure is FailureClass.RATE_LIMITED and classified.wait_s is not None:
+        return min(classified.wait_s, settings.max_wait_s)
+    if classified.failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+        return backoff_seconds(attempt, base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
+    return 0.0

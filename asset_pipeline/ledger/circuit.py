@@ -1,0 +1,111 @@
+"""A circuit breaker shared by every process through the ledger database.
+
+After `failure_threshold` consecutive provider failures within `window_s` it opens for
+`cooldown_s`; while open, requests fail fast and nothing is sent. After the cool-down exactly one
+process gets a trial request (claimed atomically); its success closes the circuit, its failure
+opens it again. State is derived from an append-only event table; `breaker_state` is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Engine, insert, select
+
+from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.schema import circuit_events
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"  # cool-down over: the next request is the trial
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: int = 5
+    window_s: float = 60.0
+    cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class BreakerEvent:
+    kind: str  # success | failure | open | trial | close
+    at: datetime
+
+
+def breaker_state(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> BreakerState:
+    """The state after `events` (oldest first)."""
+    last_open = next((i for i in range(len(events) - 1, -1, -1) if events[i].kind == "open"), None)
+    if last_open is not None and not any(e.kind == "close" for e in events[last_open:]):
+        opened = events[last_open].at
+        if now - opened < timedelta(seconds=config.cooldown_s):
+            return BreakerState.OPEN
+        trials = [e for e in events[last_open:] if e.kind == "trial"]
+        if trials and now - trials[-1].at < timedelta(seconds=config.cooldown_s):
+            return BreakerState.OPEN  # a trial is in flight; everyone else still fails fast
+        return BreakerState.HALF_OPEN
+    return BreakerState.CLOSED
+
+
+def consecutive_failures(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> int:
+    """Failures since the last success or close, counting only those inside the window."""
+    count = 0
+    for event in reversed(events):
+        if event.kind in ("success", "close"):
+            break
+        if event.kind == "failure" and now - event.at <= timedelta(seconds=config.window_s):
+            count += 1
+    return count
+
+
+class CircuitOpen(Exception):
+    """No request may be sent now."""
+
+
+class CircuitBreaker:
+    def __init__(self, engine: Engine, *, provider: str, config: BreakerConfig):
+        self.engine, self.provider, self.config = engine, provider, config
+
+    def before_request(self) -> bool:
+        """True if this request is the trial; raise `CircuitOpen` if it may not be sent."""
+        with exclusive(self.engine) as connection:
+            now = datetime.now(UTC)
+            state = breaker_state(self._events(connection), now, self.config)
+            if state is BreakerState.OPEN:
+                raise CircuitOpen(f"provider circuit open ({self.provider}); no request sent")
+            if state is BreakerState.HALF_OPEN:
+                self._add(connection, "trial", now)
+                return True
+            return False
+
+    def record(self, *, ok: bool, trial: bool) -> None:
+        with exclusive(self.engine) as connection:
+            now = datetime.now(UTC)
+            self._add(connection, "success" if ok else "failure", now)
+            if trial:
+                self._add(connection, "close" if ok else "open", now)
+            elif not ok:
+                events = self._events(connection)
+                closed = breaker_state(events, now, self.config) is BreakerState.CLOSED
+                if closed and consecutive_failures(events, now, self.config) >= self.config.failure_threshold:
+                    self._add(connection, "open", now)
+
+    def state(self) -> BreakerState:
+        with self.engine.connect() as connection:
+            return breaker_state(self._events(connection), datetime.now(UTC), self.config)
+
+    def _events(self, connection) -> list[BreakerEvent]:  # type: ignore[no-untyped-def]
+        rows = connection.execute(
+            select(circuit_events.c.kind, circuit_events.c.created_at)
+            .where(circuit_events.c.provider == self.provider)
+            .order_by(circuit_events.c.id.desc())
+            .limit(500)
+        ).all()
+        return [BreakerEvent(kind, at if at.tzinfo else at.replace(tzinfo=UTC)) for kind, at in reversed(rows)]
+
+    def _add(self, connection, kind: str, now: datetime) -> None:  # type: ignore[no-untyped-def]
+        connection.execute(insert(circuit_events).values(provider=self.provider, kind=kind, created_at=now))
