@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import random
 import threading
 import time
 import uuid
@@ -57,6 +58,10 @@ class FakeReplicateState:
     output_mode: str = "url"  # "url" or "data"
     fail_creates: list[int] = field(default_factory=list)
     fail_gets: list[int] = field(default_factory=list)
+    failure_rate: float = 0.0  # share of predictions that fail transiently
+    create_failure_rate: float = 0.0  # share of creations answered 500 / 429
+    random: random.Random = field(default_factory=lambda: random.Random(7))
+    unavailable_models: set[str] = field(default_factory=set)
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     creations: Counter = field(default_factory=Counter)  # input fingerprint -> count
@@ -92,7 +97,11 @@ def build_app(state: FakeReplicateState) -> Starlette:
                 status = state.fail_creates.pop(0)
                 headers = {"Retry-After": "1"} if status == 429 else None
                 return problem(status, "Injected failure", f"injected HTTP {status}", headers)
-            if model not in PER_IMAGE and model not in PER_SECOND:
+            if state.create_failure_rate and state.random.random() < state.create_failure_rate:
+                status = state.random.choice([429, 500, 503])
+                return problem(status, "Injected failure", "Request was throttled. Expected available in 1 second."
+                               if status == 429 else "injected server error", {"Retry-After": "1"} if status == 429 else None)
+            if model in state.unavailable_models or (model not in PER_IMAGE and model not in PER_SECOND):
                 return problem(404, "Model not found", f"no model {model}")
             if not isinstance(inputs.get("prompt"), str) or not inputs["prompt"]:
                 return problem(422, "Invalid input", "prompt is required")
@@ -170,6 +179,10 @@ def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
     prompt = prediction.input.get("prompt", "")
     if "[[fail]]" in prompt:
         prediction.status, prediction.error = "failed", "injected model failure"
+    elif "[[nsfw]]" in prompt:
+        prediction.status, prediction.error = "failed", "NSFW content detected. Try running it again, or try a different prompt."
+    elif state.failure_rate and state.random.random() < state.failure_rate:
+        prediction.status, prediction.error = "failed", "injected transient failure (CUDA driver hiccup)"
     else:
         prediction.status = "succeeded"
         data = _render(prediction)
