@@ -45,3 +45,16 @@ def test_a_bad_catalog_stops_definitions_loading_with_every_problem(tmp_path: Pa
     assert f"{bad}: entry '../etc' (#0): field 'id': must be a slug" in output
     assert f"{bad}: entry 'ok' (#1): field 'prompt': must not be empty" in output
     assert f"{bad}: entry 'ok' (#1): field 'width': " in output
+
+
+def test_images_has_a_crash_retry_policy_and_claims_the_provider_pool() -> None:
+    import dagster as dg
+
+    from asset_pipeline.definitions import defs
+
+    images = defs.get_assets_def(IMAGES)
+    policy = images.op.retry_policy
+    assert policy is not None and policy.max_retries == 2 and policy.backoff == dg.Backoff.EXPONENTIAL
+    assert images.op.pool == "image_provider"
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 2}}}) as instance:
+        assert instance.event_log_storage.supports_global_concurrency_limits

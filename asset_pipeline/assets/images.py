@@ -28,6 +28,7 @@ from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 
 IMAGES_CODE_VERSION = "1"
+IMAGE_PROVIDER_POOL = "image_provider"
 # Check results wait for this many materializations, so tying them to their materialization
 # events costs one query per batch instead of one per image.
 CHECK_BATCH_SIZE = 32
@@ -41,6 +42,13 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         check_specs=image_check_specs(partitions_def),
         code_version=IMAGES_CODE_VERSION,
         kinds={"png"},
+        pool=IMAGE_PROVIDER_POOL,
+        # The outer net for crashes; per-image failures are retried inside the generator and end
+        # the step with `allow_retries=False`. A step retry re-uses every stored image and
+        # re-attaches to every journaled prediction, so it never pays twice.
+        retry_policy=dg.RetryPolicy(
+            max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
         description="One generated PNG per catalog entry, stored in the image store.",
     )
     def images(
