@@ -15,6 +15,8 @@ from asset_pipeline.catalog import load_catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
+from asset_pipeline.sensors.failed_images import failed_images_sensor
+from asset_pipeline.sensors.schedules import build_schedules, summaries_job
 from asset_pipeline.settings import PipelineSettings, load_settings
 
 
@@ -30,7 +32,10 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
         assets = build_assets(catalog)
     return dg.Definitions(
         assets=assets,
+        sensors=[failed_images_sensor],
+        schedules=build_schedules(images_cron=settings.images_cron, summaries_cron=settings.summaries_cron),
         jobs=[
+            summaries_job,
             dg.define_asset_job(
                 "observe_image_catalog",
                 selection=[IMAGE_CATALOG],

@@ -7,6 +7,7 @@ import click
 from asset_pipeline.cli.catalog_commands import catalog
 from asset_pipeline.cli.money_commands import budget, estimate, ledger
 from asset_pipeline.cli.report_command import report
+from asset_pipeline.cli.retry_command import retry_failed
 from asset_pipeline.errors import AssetPipelineError
 
 
@@ -31,6 +32,7 @@ cli.add_command(report)
 cli.add_command(budget)
 cli.add_command(ledger)
 cli.add_command(estimate)
+cli.add_command(retry_failed)
 
 if __name__ == "__main__":
     cli()

@@ -1,0 +1,76 @@
+"""Which image partitions to re-run, what they would cost, and the backfill that re-runs them.
+
+Shared by `asset-pipeline retry-failed`, the `failed_images_sensor` and the images schedule. A
+backfill (not a single run) is what Dagster offers for an arbitrary set of partitions: its daemon
+launches one run per contiguous range, exactly like the UI's "backfill failed and missing".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.utils import make_new_backfill_id
+
+from asset_pipeline.assets import image_partitions
+from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.catalog import Catalog
+from asset_pipeline.partition_status import partition_statuses
+from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline.resources.image_store import ImageStore
+
+RETRY_TAG = "asset_pipeline/retry"
+
+
+def partitions_with_status(instance: dg.DagsterInstance, catalog: Catalog, wanted: set[str]) -> list[str]:
+    """Catalog ids (in catalog order) whose `images` status is one of `wanted` (failed, missing)."""
+    statuses = partition_statuses(instance, IMAGES, image_partitions(catalog))
+    return [key for key in catalog.ids if statuses.status_of(key) in wanted]
+
+
+def estimated_costs(keys: Iterable[str], *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> dict[str, float]:
+    """Partition -> estimated USD to generate it now; cache hits cost 0."""
+    backend = generator.active_backend
+    costs = {}
+    for key in keys:
+        request = generator.request_for(catalog.get(key))
+        costs[key] = 0.0 if store.contains(request.request_hash) else backend.reservation_usd(request.model)
+    return costs
+
+
+def within_budget(costs: dict[str, float], budget_usd: float) -> list[str]:
+    """Keys of `costs`, in order, taken while they still fit `budget_usd` (free ones always fit)."""
+    chosen, total = [], 0.0
+    for key, cost in costs.items():
+        if total + cost > budget_usd + 1e-12:
+            continue
+        chosen.append(key)
+        total += cost
+    return chosen
+
+
+def images_subset(keys: Iterable[str], asset_graph) -> AssetGraphSubset:  # type: ignore[no-untyped-def]
+    return AssetGraphSubset.from_asset_partition_set({AssetKeyPartitionKey(IMAGES, key) for key in keys}, asset_graph)
+
+
+def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str], *, reason: str) -> str:
+    """Submit a backfill of `images` for exactly `keys`; the daemon launches its runs."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=keys,
+        asset_selection=[IMAGES],
+        backfill_timestamp=time.time(),
+        tags={RETRY_TAG: reason},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"retry {len(keys)} image(s)",
+        description=reason,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
