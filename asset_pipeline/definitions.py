@@ -68,6 +68,8 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s,
         fallback_models=[model.strip() for model in settings.fallback_models.split(",") if model.strip()],
+        fallback_images=settings.fallback_images,
+        fallback_image_dir=str(settings.fallback_image_dir) if settings.fallback_image_dir else None,
         replicate_api_token=token,
     )
 

@@ -18,6 +18,7 @@ from dagster._core.utils import make_new_backfill_id
 
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.lineage import latest_events_by_partition
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.partition_status import partition_statuses
 from asset_pipeline.resources.image_generator import ImageGenerator
@@ -27,9 +28,20 @@ RETRY_TAG = "asset_pipeline/retry"
 
 
 def partitions_with_status(instance: dg.DagsterInstance, catalog: Catalog, wanted: set[str]) -> list[str]:
-    """Catalog ids (in catalog order) whose `images` status is one of `wanted` (failed, missing)."""
+    """Catalog ids (in catalog order) whose `images` status is one of `wanted`: failed, missing, or
+    fallback (materialized with a generic fallback image, so its `not_a_fallback` check failed)."""
     statuses = partition_statuses(instance, IMAGES, image_partitions(catalog))
-    return [key for key in catalog.ids if statuses.status_of(key) in wanted]
+    fallbacks: set[str] = set()
+    if "fallback" in wanted and statuses.materialized:
+        latest = latest_events_by_partition(instance, IMAGES, sorted(statuses.materialized), observation=False)
+        fallbacks = {key for key, record in latest.items() if _is_fallback(record)}
+    return [key for key in catalog.ids if statuses.status_of(key) in wanted or key in fallbacks]
+
+
+def _is_fallback(record: dg.EventLogRecord) -> bool:
+    materialization = record.asset_materialization
+    entry = materialization.metadata.get("fallback") if materialization else None
+    return bool(entry and entry.value)
 
 
 def estimated_costs(keys: Iterable[str], *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> dict[str, float]:

@@ -43,6 +43,8 @@ class PipelineSettings(BaseSettings):
     max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per image, all retry strategies together")
     backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
     fallback_models: str = Field(default="", description="comma-separated models to fall back to, in order")
+    fallback_images: bool = Field(default=False, description="store a generic per-category image when all else fails")
+    fallback_image_dir: Path | None = Field(default=None, description="folder of <category>.png fallback images")
     images_cron: str = Field(default="0 3 * * *", description="cron of the images_within_budget schedule")
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
 

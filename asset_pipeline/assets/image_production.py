@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_checks
 from asset_pipeline.catalog.spec import Catalog, ImageSpec
-from asset_pipeline.errors import AssetPipelineError, BudgetExhaustedError
+from asset_pipeline.errors import AssetPipelineError, BudgetExhaustedError, CircuitOpenError, GenerationError, StoreError
+from asset_pipeline.generation.fallback import fallback_image
 from asset_pipeline.generation.backend import RenderedImage
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.inspect import ImageFacts, inspect_image
@@ -88,6 +89,12 @@ def produce_image(
     except BudgetExhaustedError as exc:
         scope.budget_exhausted.set()
         return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+    except (CircuitOpenError, StoreError) as exc:
+        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+    except GenerationError as exc:
+        if not generator.fallback_images:
+            return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+        return _fallback_outcome(spec, request, exc, generator, store, started)
     except AssetPipelineError as exc:
         return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
     except Exception as exc:  # one broken image must not abort the other partitions of the run
@@ -107,6 +114,23 @@ def produce_image(
         duration_s=time.perf_counter() - started,
         checks=evaluate_image_checks(facts, spec, fallback=bool(stored.record.get("fallback", False))),
         preview=_preview(facts, partition_key),
+    )
+
+
+def _fallback_outcome(
+    spec: ImageSpec, request: GenerationRequest, error: GenerationError, generator: ImageGenerator,
+    store: ImageStore, started: float,
+) -> ImageOutcome:
+    """Every strategy failed and fallbacks are on: the partition gets its category's fallback image."""
+    png = fallback_image(request, directory=generator.fallback_image_dir)
+    record = {"backend": request.backend, "model": "fallback", "seed": request.seed, "width": request.width,
+              "height": request.height, "cost_usd": 0.0, "fallback_reason": error.reason[:500]}
+    stored = store.put_fallback(png, partition_key=spec.id, record=record)
+    facts = inspect_image(png, preview_side=PREVIEW_SIDE)
+    return ImageOutcome(
+        spec.id, spec, request, stored=stored, attempts=len(getattr(error, "attempts", [])) or 1,
+        duration_s=time.perf_counter() - started, checks=evaluate_image_checks(facts, spec, fallback=True),
+        preview=_preview(facts, spec.id),
     )
 
 

@@ -138,7 +138,7 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
         "backend": record.get("backend", outcome.request.backend),
         "model": record.get("model", outcome.request.model),
         "seed": spec.seed,
-        "request_hash": stored.request_hash,
+        "request_hash": stored.request_hash or outcome.request.request_hash,
         "cost_usd": dg.MetadataValue.float(outcome.cost_usd),
         "cache_hit": outcome.cache_hit,
         "attempts": outcome.attempts,
@@ -149,6 +149,8 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
         "spec_hash": spec.spec_hash,
         "preview": dg.MetadataValue.md(outcome.preview or ""),
     }
+    if record.get("fallback_reason"):
+        metadata["fallback_reason"] = record["fallback_reason"]
     prediction_id = outcome.prediction_id or record.get("prediction_id")
     if prediction_id:
         metadata["prediction_id"] = prediction_id

@@ -20,7 +20,7 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
     from asset_pipeline.definitions import build_defs
 
     with dg.DagsterInstance.get() as instance:
-        failed = partitions_with_status(instance, context.catalog, {"failed"})
+        failed = partitions_with_status(instance, context.catalog, {"failed", "fallback"})
         costs = estimated_costs(failed, catalog=context.catalog, generator=context.generator, store=context.store)
         estimate = round(sum(costs.values()), 6)
         backfill_id = None

@@ -30,8 +30,8 @@ def _colour(rng: random.Random, *, light: bool) -> tuple[int, int, int]:
     return (rng.randint(low, high), rng.randint(low, high), rng.randint(low, high))
 
 
-def render_placeholder(request: GenerationRequest) -> bytes:
-    """PNG bytes of the placeholder picture for `request`."""
+def render_placeholder(request: GenerationRequest, *, title: str = "PLACEHOLDER") -> bytes:
+    """PNG bytes of the placeholder picture for `request`, labelled with `title`."""
     rng = random.Random(request.request_hash)
     width, height = request.width, request.height
     gradient = Image.linear_gradient("L").resize((width, height)).rotate(rng.choice([0, 90, 180, 270]))
@@ -49,19 +49,19 @@ def render_placeholder(request: GenerationRequest) -> bytes:
             draw.rectangle(box, fill=fill, outline=outline, width=max(1, side // 20))
         else:
             draw.polygon([(x0, y0 - side), (x0 - side, y0 + side), (x0 + side, y0 + side)], fill=fill, outline=outline)
-    _draw_label(draw, request)
+    _draw_label(draw, request, title)
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=3)
     return out.getvalue()
 
 
-def _draw_label(draw: ImageDraw.ImageDraw, request: GenerationRequest) -> None:
+def _draw_label(draw: ImageDraw.ImageDraw, request: GenerationRequest, title: str) -> None:
     width, height = request.width, request.height
     size = max(10, min(width, height) // 28)
     font, small = _font(size + size // 2), _font(size)
     chars_per_line = max(12, int(width * 0.8 / (size * 0.55)))
     lines = [
-        ("PLACEHOLDER", font),
+        (title, font),
         (request.partition_key, small),
         (f"{request.category} · {width}x{height} · seed {request.seed}", small),
         *((line, small) for line in textwrap.wrap(request.prompt, chars_per_line)[:3]),

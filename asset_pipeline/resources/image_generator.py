@@ -94,6 +94,12 @@ class ImageGenerator(dg.ConfigurableResource):
     replicate_api_token: str | None = Field(
         default=None, description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN')."
     )
+    fallback_images: bool = Field(
+        default=False, description="Store a generic per-category image when every strategy fails (ASSET_PIPELINE_FALLBACK_IMAGES)."
+    )
+    fallback_image_dir: str | None = Field(
+        default=None, description="Folder of `<category>.png` fallback images; unset renders a labelled card."
+    )
     max_attempts: int = Field(default=4, ge=1, le=20, description="Attempts per image, all strategies together.")
     max_retry_spend_usd: float = Field(
         default=0.10, ge=0, description="Stop retrying an image once its failed attempts were billed this much."

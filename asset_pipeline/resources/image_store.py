@@ -102,6 +102,15 @@ class ImageStore(dg.ConfigurableResource):
             atomic_write(self._index_path(indexed_hash), json.dumps(full_record, sort_keys=True).encode())
         return StoredImage(partition_path, object_path, sha256, request_hash, full_record)
 
+    def put_fallback(self, png: bytes, *, partition_key: str, record: dict[str, Any]) -> StoredImage:
+        """Store a fallback image as the partition's current image, indexed under no request hash."""
+        sha256 = hashlib.sha256(png).hexdigest()
+        atomic_write(self.object_path(sha256), png)
+        path = self.partition_path(partition_key)
+        atomic_write(path, png)
+        full_record = {**record, "sha256": sha256, "fallback": True, "stored_at": datetime.now(UTC).isoformat()}
+        return StoredImage(path, self.object_path(sha256), sha256, "", full_record)
+
     def find(self, request_hash: str, *, partition_key: str) -> StoredImage | None:
         """The stored image for `request_hash`, made current for `partition_key`; None if absent or damaged."""
         index_path = self._index_path(request_hash)

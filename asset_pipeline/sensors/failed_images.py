@@ -25,7 +25,7 @@ def failed_images_sensor(
     context: dg.SensorEvaluationContext, image_generator: ImageGenerator, catalog_file: CatalogFile
 ) -> dg.SensorResult | dg.SkipReason:
     catalog = catalog_file.load()
-    failed = partitions_with_status(context.instance, catalog, {"failed"})
+    failed = partitions_with_status(context.instance, catalog, {"failed", "fallback"})
     if not failed:
         return dg.SkipReason("no failed image partitions")
     if image_generator.active_backend.is_paid:

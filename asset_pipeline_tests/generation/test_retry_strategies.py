@@ -125,3 +125,20 @@ def test_an_open_circuit_fails_partitions_fast_without_requests(fake_replicate, 
     assert result.failure_data_for_node("images").error.message.count("provider circuit open") == 3
     assert fake_replicate.created_total == 0
     assert CircuitOpenError.__doc__
+
+
+def test_fallback_images_keep_the_partition_visible_and_retryable(fake_replicate, tmp_path, data_dir, instance) -> None:
+    from asset_pipeline.assets.image_checks import NOT_FALLBACK
+    from asset_pipeline.retry_selection import partitions_with_status
+    from asset_pipeline.catalog import load_catalog
+
+    catalog = write_catalog(tmp_path / "c.yaml", entries(2, prompt="a key [[fail]]"))
+    defs = pipeline_defs(catalog, data_dir, backend="replicate", max_attempts=2, fallback_images=True)
+    result = materialize(defs, instance, first="img-00", last="img-01")
+    assert result.success  # every partition has an image, but...
+    made = materializations(result)
+    assert all(meta["fallback"] is True and "injected model failure" in meta["fallback_reason"] for meta in made.values())
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert {(c.partition, c.passed) for c in checks if c.check_name == NOT_FALLBACK} == {("img-00", False), ("img-01", False)}
+    assert partitions_with_status(instance, load_catalog(catalog), {"failed", "fallback"}) == ["img-00", "img-01"]
+    assert not any((data_dir / "requests").glob("*.json"))  # never indexed: the next run tries again
