@@ -40,6 +40,7 @@ test: venv
 bench: venv instance
 	$(BIN)/python bench/placeholder_backfill.py
 	$(BIN)/python bench/replicate_budget.py
+	$(BIN)/python bench/replicate_faults.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

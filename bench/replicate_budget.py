@@ -33,7 +33,10 @@ from asset_pipeline_tests.postgres import fresh_database
 TOKEN = "r8_bench_token"
 
 
-def range_run(root: Path, partitions: int, latency: float, concurrency: int) -> tuple[float, float, float, int]:
+def range_run(
+    root: Path, partitions: int, latency: float, concurrency: int, *, fault_rate: float = 0.0
+) -> tuple[float, float, float, int]:
+    """Wall seconds of the run and of its step, the fake server's bill, and images made."""
     catalog = root / "catalog.yaml"
     images = [{"id": f"img-{i:03d}", "category": "icon", "prompt": f"icon {i}", "width": 512, "height": 512, "seed": i}
               for i in range(partitions)]
@@ -41,16 +44,19 @@ def range_run(root: Path, partitions: int, latency: float, concurrency: int) -> 
     home = root / "home"
     home.mkdir()
     shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
-    with running_fake_replicate(FakeReplicateState(token=TOKEN, latency_s=latency)) as fake:
+    # Half the faults hit creation (429/500/503), half fail the prediction itself.
+    state = FakeReplicateState(token=TOKEN, latency_s=latency, failure_rate=fault_rate / 2,
+                               create_failure_rate=fault_rate / 2)
+    with running_fake_replicate(state) as fake:
         os.environ.update(REPLICATE_BASE_URL=fake.base_url, REPLICATE_API_TOKEN=TOKEN)
         defs = build_defs(PipelineSettings(catalog=catalog, data_dir=root / "data", backend="replicate",
-                                           max_concurrency=concurrency, poll_interval_s=0.1))
+                                           max_concurrency=concurrency, poll_interval_s=0.1, max_attempts=8))
         tags = {"dagster/asset_partition_range_start": "img-000",
                 "dagster/asset_partition_range_end": f"img-{partitions - 1:03d}"}
         with dg.DagsterInstance.from_config(str(home)) as instance:
             started = time.perf_counter()
             result = dg.materialize(list(defs.assets), selection=["images"], instance=instance,
-                                    resources=defs.resources, tags=tags)
+                                    resources=defs.resources, tags=tags, raise_on_error=False)
             wall = time.perf_counter() - started
             logs = {entry.dagster_event_type: entry.timestamp for entry in instance.all_logs(result.run_id)
                     if entry.dagster_event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)}
