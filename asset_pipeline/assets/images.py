@@ -10,6 +10,7 @@ the rest as failed ("re-execute failed" and "backfill failed and missing" then p
 from collections.abc import Generator, Iterator
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from asset_pipeline.assets.image_checks import image_check_specs
 from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES
@@ -78,7 +79,7 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
             keys, work, max_concurrency=image_generator.max_concurrency,
             stop=scope.budget_exhausted, skipped=skipped, cancelled=scope.cancelled,
         )
-        for outcome in outcomes:
+        for outcome in _until_terminated(outcomes):
             if outcome.error is not None:
                 failures[outcome.partition_key] = outcome.error
                 context.log.error(f"partition {outcome.partition_key} failed: {outcome.error}")
@@ -103,6 +104,23 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         raise_for_failures(failures, total=len(keys))
 
     return images
+
+
+def _until_terminated(outcomes: Iterator[ImageOutcome]) -> Iterator[ImageOutcome]:
+    """Turn a termination into a failure Dagster does not retry.
+
+    Dagster retries a step whose retry policy is set even when it was interrupted (for preempted
+    workers); for a terminated run that would start paid generations again. By the time this
+    raises, `run_concurrently` has cancelled the in-flight predictions and closed their
+    reservations.
+    """
+    try:
+        yield from outcomes
+    except DagsterExecutionInterruptedError:
+        raise dg.Failure(
+            description="run terminated: in-flight predictions were cancelled and their reservations closed",
+            allow_retries=False,
+        ) from None
 
 
 def _observe_spec_versions(

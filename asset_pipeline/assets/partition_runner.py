@@ -60,8 +60,16 @@ def run_concurrently(
 
 
 def _wait_some(futures: set[Future[T]]) -> tuple[set[Future[T]], set[Future[T]]]:
-    done, not_done = wait(futures, return_when=FIRST_COMPLETED)
-    return done, not_done
+    """Wait for at least one future, waking every 0.25 s.
+
+    The kernel may deliver a termination signal (SIGINT/SIGTERM) to any thread; Python only runs
+    its handler when the main thread executes bytecode, so an untimed wait could hold off Dagster's
+    run termination until an image finishes. Short waits let the interrupt through at once.
+    """
+    while True:
+        done, not_done = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
+        if done:
+            return done, not_done
 
 
 def per_partition_asset(**asset_options: object) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:

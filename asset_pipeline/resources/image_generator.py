@@ -189,7 +189,8 @@ class ImageGenerator(dg.ConfigurableResource):
                 pending = self._attempt(current, run_id, cancelled)
             except GenerationError as exc:
                 classified = classify_error(exc, history)
-                self.circuit.record(ok=classified.failure not in PROVIDER_FAILURES, trial=trial)
+                if not cancelled.is_set():  # our own cancellation says nothing about the provider
+                    self.circuit.record(ok=classified.failure not in PROVIDER_FAILURES, trial=trial)
                 billed_for_failures += getattr(exc, "billed_usd", 0.0)
                 follow_up = next_request(current, classified, history, self.fallback_models)
                 over_spend = billed_for_failures >= self.max_retry_spend_usd > 0

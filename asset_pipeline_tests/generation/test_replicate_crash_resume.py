@@ -24,13 +24,19 @@ PROJECT = Path(__file__).parents[2]
 def start_cli_run(env: dict[str, str], partition_range: str) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "asset_pipeline.definitions",
                "--select", "images", "--partition-range", partition_range]
-    return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Output goes to a file: an unread pipe fills up with Dagster's logs and blocks the run.
+    log = open(Path(env["DAGSTER_HOME"]) / "run.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def run_log(env: dict[str, str]) -> str:
+    return (Path(env["DAGSTER_HOME"]) / "run.log").read_text()[-3000:]
 
 
 def wait_for_journal(journal: PredictionJournal, process: subprocess.Popen, count: int) -> None:
     deadline = time.monotonic() + 120
     while len({row["prediction_id"] for row in _safe_history(journal)}) < count:
-        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert process.poll() is None, "the run exited early"
         assert time.monotonic() < deadline, "predictions were never journaled"
         time.sleep(0.1)
 
@@ -83,7 +89,7 @@ def test_terminating_a_run_cancels_its_predictions_and_closes_reservations(fake_
     process = start_cli_run(run_env, "img-00...img-01")
     wait_for_journal(PredictionJournal(engine), process, 2)
     process.send_signal(signal.SIGINT)  # what Dagster's terminate does to an in-process run
-    assert process.wait(timeout=60) != 0
+    assert process.wait(timeout=60) != 0, run_log(run_env)
     assert {p.status for p in fake_replicate.predictions.values()} == {"canceled"}
     status = BudgetLedger(engine).status(BudgetCaps(20, 10, 20))
     assert status.open_reservations == 0
