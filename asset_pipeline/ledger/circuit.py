@@ -72,6 +72,8 @@ class CircuitBreaker:
 
     def before_request(self) -> bool:
         """True if this request is the trial; raise `CircuitOpen` if it may not be sent."""
+        if self.state() is BreakerState.CLOSED:  # the common case: a read, no write lock
+            return False
         with exclusive(self.engine) as connection:
             now = datetime.now(UTC)
             state = breaker_state(self._events(connection), now, self.config)
@@ -83,6 +85,8 @@ class CircuitBreaker:
             return False
 
     def record(self, *, ok: bool, trial: bool) -> None:
+        if ok and not trial and self._last_kind() == "success":
+            return  # another success after a success changes nothing; skip the write
         with exclusive(self.engine) as connection:
             now = datetime.now(UTC)
             self._add(connection, "success" if ok else "failure", now)
@@ -93,6 +97,13 @@ class CircuitBreaker:
                 closed = breaker_state(events, now, self.config) is BreakerState.CLOSED
                 if closed and consecutive_failures(events, now, self.config) >= self.config.failure_threshold:
                     self._add(connection, "open", now)
+
+    def _last_kind(self) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(circuit_events.c.kind).where(circuit_events.c.provider == self.provider)
+                .order_by(circuit_events.c.id.desc()).limit(1)
+            ).scalar_one_or_none()
 
     def state(self) -> BreakerState:
         with self.engine.connect() as connection:

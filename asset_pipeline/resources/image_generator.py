@@ -37,7 +37,6 @@ from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.retries import AttemptRecord, classify_error, next_request, wait_before_retry
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
-from asset_pipeline.generation.replicate_backend import ReplicateBackend
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.attempts import AttemptLog
@@ -131,6 +130,9 @@ class ImageGenerator(dg.ConfigurableResource):
         if self.backend == "placeholder":
             return PlaceholderBackend()
         if self.backend == "replicate":
+            # Imported here so definitions load without the replicate client unless it is used.
+            from asset_pipeline.generation.replicate_backend import ReplicateBackend
+
             return ReplicateBackend(
                 api_token=self.replicate_api_token,
                 prices=self.prices,

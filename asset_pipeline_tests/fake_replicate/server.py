@@ -66,6 +66,7 @@ class FakeReplicateState:
     files: dict[str, bytes] = field(default_factory=dict)
     creations: Counter = field(default_factory=Counter)  # input fingerprint -> count
     bill_micros: int = 0
+    create_times: list[float] = field(default_factory=list)  # monotonic time of every creation request
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
@@ -93,6 +94,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
         body = json.loads(await request.body() or b"{}")
         inputs = body.get("input") or {}
         with state.lock:
+            state.create_times.append(time.monotonic())
             if state.fail_creates:
                 status = state.fail_creates.pop(0)
                 headers = {"Retry-After": "1"} if status == 429 else None

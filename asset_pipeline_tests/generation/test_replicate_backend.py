@@ -118,6 +118,8 @@ def test_rate_limits_and_server_errors_are_retried_and_recorded(
     made = materializations(result)
     assert made["img-00"]["attempts"] == 3
     assert made["img-00"]["strategies"] == ["wait_for_reset", "backoff"]
+    first_try, second_try = fake_replicate.create_times[0], fake_replicate.create_times[1]
+    assert second_try - first_try >= 0.95  # the 429 said Retry-After: 1, and we waited for it
     assert made["img-01"]["attempts"] == 1
     assert fake_replicate.created_total == 2
     entries_ = ledger(data_dir).entries()
