@@ -10,6 +10,9 @@ from asset_pipeline.generation.failures import Classified, FailureClass, backoff
 from asset_pipeline.generation.request import GenerationRequest
 
 
+MIN_STEPS = 10  # never go below this many steps when retrying after running out of memory
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     number: int
@@ -51,7 +54,11 @@ def next_request(
         tried = {a.model for a in history} | {request.model}
         remaining = [model for model in fallback_models if model not in tried]
         return replace(request, model=remaining[0]) if remaining else None
-    return None  # out of resources (no smaller size for hosted models), invalid input, budget
+    if failure is FailureClass.OUT_OF_RESOURCES:
+        # Fewer denoising steps need less memory at the same size; the stored image keeps the spec's size.
+        fewer = max(MIN_STEPS, request.steps // 2)
+        return replace(request, steps=fewer) if fewer < request.steps else None
+    return None  # invalid input, budget
 
 
 def wait_before_retry(classified: Classified, attempt: int, settings: BackoffSettings) -> float:
