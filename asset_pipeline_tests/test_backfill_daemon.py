@@ -12,37 +12,20 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.utils import make_new_backfill_id
+from dagster._core.execution.backfill import BulkActionStatus
 
 from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.retry_selection import submit_backfill
 from asset_pipeline_tests.helpers import image_statuses, pipeline_defs
 
 PROJECT = Path(__file__).parents[1]
 
 
-def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions) -> str:
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=None,
-        asset_selection=[IMAGES],
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=True,
-        title="all images",
-        description=None,
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
-
-
 def test_a_full_backfill_is_one_run_launched_by_the_daemon(cli_env: dict[str, str], catalog_path: Path) -> None:
     defs = pipeline_defs(catalog_path, Path(cli_env["ASSET_PIPELINE_DATA_DIR"]))
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
-        backfill_id = submit_backfill(instance, defs)
+        every_partition = defs.get_assets_def(IMAGES).partitions_def.get_partition_keys()
+        backfill_id = submit_backfill(instance, defs, every_partition, reason="all images, as from the UI")
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
             cwd=PROJECT, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
