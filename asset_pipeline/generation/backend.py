@@ -19,7 +19,6 @@ class RenderedImage:
     model: str
     cost_usd: float = 0.0
     prediction_id: str | None = None
-    attempts: int = 1
     original: bytes | None = None  # the provider's own file, kept beside the fitted PNG
     original_format: str | None = None
 
