@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert
 
-from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.database import exclusive, history_rows
 from asset_pipeline.ledger.schema import generation_attempts
 
 
@@ -28,8 +28,4 @@ class AttemptLog:
             )
 
     def history(self, *, run_id: str | None = None) -> list[dict]:
-        query = select(generation_attempts).order_by(generation_attempts.c.id)
-        if run_id is not None:
-            query = query.where(generation_attempts.c.run_id == run_id)
-        with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings().all()]
+        return history_rows(self.engine, generation_attempts, run_id=run_id)

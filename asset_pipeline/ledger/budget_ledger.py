@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select
 
-from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.database import exclusive, history_rows
 from asset_pipeline.ledger.money import BudgetCaps, CapViolation, Committed, first_violation, to_micros, to_usd
 from asset_pipeline.ledger.schema import budget_entries, request_index
 
@@ -22,6 +22,16 @@ class Reservation:
     request_hash: str
     model: str
     amount_usd: float
+
+    def row_values(self) -> dict[str, str]:
+        """The columns every ledger row about this reservation's image carries."""
+        return {
+            "reservation_id": self.reservation_id,
+            "run_id": self.run_id,
+            "partition_key": self.partition_key,
+            "request_hash": self.request_hash,
+            "model": self.model,
+        }
 
 
 class BudgetExhausted(Exception):
@@ -134,11 +144,7 @@ class BudgetLedger:
         return BudgetStatus(caps, to_usd(spent_total), to_usd(spent_today), to_usd(reserved), count)
 
     def entries(self, *, run_id: str | None = None) -> list[dict[str, Any]]:
-        query = select(budget_entries).order_by(budget_entries.c.id)
-        if run_id is not None:
-            query = query.where(budget_entries.c.run_id == run_id)
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
+        rows = history_rows(self.engine, budget_entries, run_id=run_id)
         return [
             {
                 **{k: v for k, v in row.items() if k not in ("amount_micros", "day", "created_at")},
@@ -188,13 +194,9 @@ class BudgetLedger:
         now = datetime.now(UTC)
         connection.execute(
             insert(budget_entries).values(
+                **reservation.row_values(),
                 kind=kind,
-                reservation_id=reservation.reservation_id,
-                run_id=reservation.run_id,
-                partition_key=reservation.partition_key,
-                request_hash=reservation.request_hash,
                 prediction_id=prediction_id,
-                model=reservation.model,
                 amount_micros=amount,
                 reason=reason,
                 day=now.date(),

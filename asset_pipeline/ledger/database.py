@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 
 from asset_pipeline.ledger.schema import metadata
@@ -50,3 +52,13 @@ def exclusive(engine: Engine) -> Iterator[Connection]:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
         yield connection
+
+
+def history_rows(engine: Engine, table: Table, **equal: Any) -> list[dict[str, Any]]:
+    """Every row of an append-only `table`, oldest first; keyword arguments not None filter by column."""
+    query = select(table).order_by(table.c.id)
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings().all()]

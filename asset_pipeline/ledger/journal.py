@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select
 
 from asset_pipeline.ledger.budget_ledger import Reservation
-from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.database import exclusive, history_rows
 from asset_pipeline.ledger.schema import prediction_journal
 
 # Replicate deletes prediction outputs an hour after they finish; older ones cannot be re-used.
@@ -36,12 +36,8 @@ class PredictionJournal:
         with exclusive(self.engine) as connection:
             connection.execute(
                 insert(prediction_journal).values(
+                    **reservation.row_values(),
                     prediction_id=prediction_id,
-                    request_hash=reservation.request_hash,
-                    reservation_id=reservation.reservation_id,
-                    run_id=reservation.run_id,
-                    partition_key=reservation.partition_key,
-                    model=reservation.model,
                     status=status,
                     detail=detail,
                     created_at=datetime.now(UTC),
@@ -78,11 +74,7 @@ class PredictionJournal:
             ).scalar_one_or_none()
 
     def history(self, *, prediction_id: str | None = None) -> list[dict]:
-        query = select(prediction_journal).order_by(prediction_journal.c.id)
-        if prediction_id is not None:
-            query = query.where(prediction_journal.c.prediction_id == prediction_id)
-        with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings().all()]
+        return history_rows(self.engine, prediction_journal, prediction_id=prediction_id)
 
 
 def _aware(moment: datetime) -> datetime:
