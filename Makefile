@@ -7,14 +7,14 @@ SAMPLE_SIZE ?= 10
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test dev instance venv bench clean
+.PHONY: demo test dev instance venv browser hub bench clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,diffusers]'
 	touch $@
 
 # Install the instance config into DAGSTER_HOME: PostgreSQL when DAGSTER_POSTGRES_URL is set.
@@ -34,13 +34,24 @@ demo: venv instance
 dev: venv instance
 	$(BIN)/dagster dev -w workspace.yaml
 
-test: venv
+# Debian's chromium for the dashboard test (Playwright drives it; no browser is ever downloaded).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium (the dashboard test is skipped without it)"; fi; }
+
+test: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+hub: venv instance
+	$(BIN)/asset-pipeline hub
 
 bench: venv instance
 	$(BIN)/python bench/placeholder_backfill.py
 	$(BIN)/python bench/replicate_budget.py
 	$(BIN)/python bench/replicate_faults.py
+	$(BIN)/python bench/diffusers_progress.py
+	$(BIN)/python bench/hub_fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

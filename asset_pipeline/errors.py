@@ -8,10 +8,12 @@
     └── GenerationError         one partition's image could not be produced
         ├── InvalidImageError   a backend returned bytes that are not the image asked for
         ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent
+        ├── RequestInFlightError  another run is generating the same image right now; nothing was sent
         ├── ProviderError       the provider refused or failed a request (HTTP status when known)
         ├── OutputNotFetched    the provider made the image but we could not download it yet
         ├── CircuitOpenError    the provider's circuit breaker is open; nothing was sent
         ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
+        ├── RenderCancelled     the run was terminated while a local pipeline was denoising
         └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
 
 Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
@@ -120,3 +122,15 @@ class RetriesExhausted(GenerationError):
 
 class OutputNotFetched(GenerationError):
     """The prediction succeeded but its output could not be downloaded; a later run re-attaches."""
+
+
+class RenderCancelled(GenerationError):
+    """The run was terminated mid-denoising; the loop stopped at the next step, before decoding."""
+
+
+class RequestInFlightError(GenerationError):
+    """Another run holds an open reservation for the same request hash; `run_id` names it."""
+
+    def __init__(self, partition_key: str, reason: str, *, run_id: str):
+        super().__init__(partition_key, reason)
+        self.run_id = run_id

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asset_pipeline.errors import ConfigurationError
+from asset_pipeline.ledger.money import MAX_BUDGET_USD
 
 Backend = Literal["placeholder", "replicate", "diffusers"]
 
@@ -34,17 +35,34 @@ class PipelineSettings(BaseSettings):
     catalog: Path | None = Field(default=None, description="catalog YAML file; None is the bundled one")
     backend: Backend = Field(default="placeholder", description="which backend generates images")
     model: str | None = Field(default=None, description="model reference for the backend")
+    partitions_per_run: int | None = Field(
+        default=None, ge=1, description="backfill runs of this many partitions; unset: a backfill is one run"
+    )
     max_concurrency: int = Field(default=8, ge=1, le=256, description="images generated at once in one run")
     database_url: str | None = Field(default=None, description="ledger database URL; None is ledger.db in the data dir")
-    budget_total_usd: float = Field(default=20.0, ge=0, description="cap on all spending")
-    budget_daily_usd: float = Field(default=10.0, ge=0, description="cap per UTC day")
-    budget_per_run_usd: float = Field(default=20.0, ge=0, description="cap per Dagster run")
+    budget_total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap on all spending")
+    budget_daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per UTC day")
+    budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per Dagster run")
+    requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second from one run")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
     max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per image, all retry strategies together")
     backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
     fallback_models: str = Field(default="", description="comma-separated models to fall back to, in order")
     fallback_images: bool = Field(default=False, description="store a generic per-category image when all else fails")
     fallback_image_dir: Path | None = Field(default=None, description="folder of <category>.png fallback images")
+    diffusers_model: str | None = Field(default=None, description="local SDXL base directory")
+    diffusers_refiner: str | None = Field(default=None, description="local SDXL refiner directory")
+    diffusers_refiner_split: float = Field(default=0.8, gt=0, lt=1, description="share of the schedule run by the base")
+    diffusers_device: Literal["auto", "cuda", "mps", "cpu"] = Field(default="auto", description="device to run on")
+    diffusers_dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(default="auto", description="weights dtype")
+    diffusers_attention_slicing: bool = Field(default=False, description="slice attention (small GPUs)")
+    diffusers_vae_tiling: bool = Field(default=False, description="decode the VAE in tiles (large images)")
+    diffusers_cpu_offload: bool = Field(default=False, description="offload idle sub-models to the CPU")
+    diffusers_watermark: bool = Field(default=False, description="apply SDXL's invisible watermark")
+    diffusers_max_render_seconds: float = Field(default=600.0, gt=0, description="stop an image after this long")
+    gpu_hour_usd: float = Field(default=0.0, ge=0, description="price of one GPU hour for the diffusers backend")
+    hub_url: str = Field(default="http://127.0.0.1:4500", description="where progress is published")
+    hub_enabled: bool = Field(default=True, description="publish progress to the hub at all")
     images_cron: str = Field(default="0 3 * * *", description="cron of the images_within_budget schedule")
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
 

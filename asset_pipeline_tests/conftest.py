@@ -28,4 +28,8 @@ def instance():
         yield test_instance
 
 
-pytest_plugins = ["asset_pipeline_tests.cli_fixtures", "asset_pipeline_tests.fake_replicate.fixtures"]
+pytest_plugins = [
+    "asset_pipeline_tests.cli_fixtures",
+    "asset_pipeline_tests.fake_replicate.fixtures",
+    "asset_pipeline_tests.diffusers_fixtures.fixtures",
+]

@@ -21,7 +21,7 @@ def fresh_database() -> Iterator[str]:
     When the server is unreachable the test is skipped on a developer machine and fails in CI
     (CI=true), where .ci/run has started PostgreSQL.
     """
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a restart
     name = f"asset_pipeline_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:

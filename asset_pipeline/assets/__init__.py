@@ -18,12 +18,13 @@ def image_partitions(catalog: Catalog) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(catalog.ids)
 
 
-def build_assets(catalog: Catalog) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+def build_assets(catalog: Catalog, *, partitions_per_run: int | None = None) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    """`partitions_per_run` splits backfills into runs of that many partitions; None keeps one run."""
     partitions = image_partitions(catalog)
     return [
         build_image_catalog(partitions),
-        build_images(partitions),
-        build_image_variants(partitions),
+        build_images(partitions, partitions_per_run=partitions_per_run),
+        build_image_variants(partitions, partitions_per_run=partitions_per_run),
         asset_manifest,
         contact_sheet,
         spend_report,

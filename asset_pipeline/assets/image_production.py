@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asset_pipeline.assets.image_checks import CheckOutcome, evaluate_image_checks
+from asset_pipeline.assets.progress_reports import PartitionProgress, Publish, no_publish
 from asset_pipeline.catalog.spec import Catalog, ImageSpec
-from asset_pipeline.errors import AssetPipelineError, BudgetExhaustedError, CircuitOpenError, GenerationError, StoreError
+from asset_pipeline.errors import (
+    AssetPipelineError,
+    BudgetExhaustedError,
+    CircuitOpenError,
+    GenerationError,
+    RequestInFlightError,
+    StoreError,
+)
 from asset_pipeline.generation.fallback import fallback_image
 from asset_pipeline.generation.backend import RenderedImage
 from asset_pipeline.generation.request import GenerationRequest
@@ -43,6 +52,12 @@ class RunScope:
     locks: RequestLocks = field(default_factory=RequestLocks)
     cancelled: threading.Event = field(default_factory=threading.Event)  # the run was terminated
     budget_exhausted: threading.Event = field(default_factory=threading.Event)  # start no new paid work
+    publish: Publish = no_publish  # progress messages for the hub; must not block
+    run_is_alive: Callable[[str], bool] = lambda run_id: True  # is another Dagster run still going?
+    dead_runs: set[str] = field(default_factory=set)  # runs seen ended: their reservations are stale
+
+    def progress(self, partition_key: str) -> PartitionProgress:
+        return PartitionProgress(self.publish, self.run_id, partition_key)
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,23 @@ class ImageOutcome:
 def produce_image(
     partition_key: str, *, catalog: Catalog, generator: ImageGenerator, store: ImageStore, scope: RunScope
 ) -> ImageOutcome:
+    """Produce one partition's image and tell the hub how it went."""
+    progress = scope.progress(partition_key)
+    progress.status("generating")
+    outcome = _produce(partition_key, catalog, generator, store, scope, progress)
+    if outcome.error is not None:
+        progress.status("failed", message=outcome.error)
+    elif outcome.cache_hit:
+        progress.status("cached", path=str(outcome.stored.path), cost_usd=0.0)
+    else:
+        progress.status("completed", path=str(outcome.stored.path), cost_usd=outcome.cost_usd)
+    return outcome
+
+
+def _produce(
+    partition_key: str, catalog: Catalog, generator: ImageGenerator, store: ImageStore, scope: RunScope,
+    progress: PartitionProgress,
+) -> ImageOutcome:
     started = time.perf_counter()
     spec = catalog.by_id.get(partition_key)
     if spec is None:
@@ -78,8 +110,17 @@ def produce_image(
             stored = store.find(request.request_hash, partition_key=partition_key)
             if stored is not None and generator.active_backend.is_paid:
                 generator.settle_cache_hit(request.request_hash, cost_usd=float(stored.record.get("cost_usd") or 0))
-            if stored is None:
-                pending = generator.generate(request, run_id=scope.run_id, cancelled=scope.cancelled)
+            while stored is None:
+                try:
+                    pending = generator.generate(request, run_id=scope.run_id, cancelled=scope.cancelled,
+                                                 on_progress=progress.step, dead_runs=frozenset(scope.dead_runs))
+                except RequestInFlightError:
+                    # Another run (a concurrent batch of the same backfill) is paying for this very
+                    # image: wait for it to finish, then take its stored image as a cache hit.
+                    generator.wait_until_not_in_flight(request, run_id=scope.run_id, cancelled=scope.cancelled,
+                                                       is_alive=scope.run_is_alive, dead_runs=scope.dead_runs)
+                    stored = store.find(request.request_hash, partition_key=partition_key)
+                    continue
                 stored = _store(pending, store, generator)
         facts: ImageFacts | ValueError
         try:

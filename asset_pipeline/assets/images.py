@@ -27,6 +27,7 @@ from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
+from asset_pipeline.resources.progress_hub import ProgressHub
 
 IMAGES_CODE_VERSION = "1"
 IMAGE_PROVIDER_POOL = "image_provider"
@@ -35,8 +36,11 @@ IMAGE_PROVIDER_POOL = "image_provider"
 CHECK_BATCH_SIZE = 32
 
 
-def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
+def build_images(
+    partitions_def: dg.StaticPartitionsDefinition, *, partitions_per_run: int | None = None
+) -> dg.AssetsDefinition:
     @per_partition_asset(
+        partitions_per_run=partitions_per_run,
         key=IMAGES,
         partitions_def=partitions_def,
         deps=[IMAGE_CATALOG],
@@ -57,6 +61,7 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         image_generator: ImageGenerator,
         image_store: ImageStore,
         catalog_file: CatalogFile,
+        progress_hub: ProgressHub,
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation | dg.Output]:
         catalog = catalog_file.load()
         keys = context.partition_keys
@@ -67,13 +72,18 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
         unchecked: list[ImageOutcome] = []
-        scope = RunScope(run_id=context.run.run_id)
+        scope = RunScope(run_id=context.run.run_id, publish=progress_hub.publish,
+                         run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id))
+        for key in keys:
+            scope.progress(key).status("pending")
 
         def work(key: str) -> ImageOutcome:
             return produce_image(key, catalog=catalog, generator=image_generator, store=image_store, scope=scope)
 
         def skipped(key: str) -> ImageOutcome:
-            return not_started(key, "not started: the budget was exhausted earlier in this run")
+            reason = "not started: the budget was exhausted earlier in this run"
+            scope.progress(key).status("skipped", message=reason)
+            return not_started(key, reason)
 
         outcomes = run_concurrently(
             keys, work, max_concurrency=image_generator.max_concurrency,
@@ -104,6 +114,14 @@ def build_images(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefi
         raise_for_failures(failures, total=len(keys))
 
     return images
+
+
+def _run_is_alive(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether another run may still finish an image. Unknown runs count as alive; a run whose
+    process was killed stays STARTED until run monitoring notices, so its reservation also stops
+    counting after the generator's in-flight window."""
+    run = instance.get_run_by_id(run_id)
+    return run is None or not run.is_finished
 
 
 def _until_terminated(outcomes: Iterator[ImageOutcome]) -> Iterator[ImageOutcome]:

@@ -72,14 +72,19 @@ def _wait_some(futures: set[Future[T]]) -> tuple[set[Future[T]], set[Future[T]]]
             return done, not_done
 
 
-def per_partition_asset(**asset_options: object) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:
+def per_partition_asset(
+    *, partitions_per_run: int | None = None, **asset_options: object
+) -> Callable[[Callable[..., object]], dg.AssetsDefinition]:
     """`dg.asset` for assets that log one materialization per partition themselves.
 
-    A backfill or `--partition-range` becomes one run (`BackfillPolicy.single_run()`), and the
-    asset yields no output (`output_required=False`), so Dagster does not log a second
-    materialization per partition at the end of the step.
+    A backfill or `--partition-range` becomes one run (`BackfillPolicy.single_run()`), or runs of
+    `partitions_per_run` partitions each that the run queue spreads over processes or machines
+    (`BackfillPolicy.multi_run`). The asset yields no output (`output_required=False`), so Dagster
+    does not log a second materialization per partition at the end of the step.
     """
-    return dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, **asset_options)  # type: ignore[arg-type]
+    policy = dg.BackfillPolicy.single_run() if partitions_per_run is None \
+        else dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run)
+    return dg.asset(backfill_policy=policy, output_required=False, **asset_options)  # type: ignore[arg-type]
 
 
 def raise_for_failures(failures: dict[str, str], *, total: int) -> None:

@@ -40,8 +40,11 @@ def make_variants(partition_key: str, store: ImageStore) -> VariantOutcome:
         return VariantOutcome(partition_key, {}, error=str(exc))
 
 
-def build_image_variants(partitions_def: dg.StaticPartitionsDefinition) -> dg.AssetsDefinition:
+def build_image_variants(
+    partitions_def: dg.StaticPartitionsDefinition, *, partitions_per_run: int | None = None
+) -> dg.AssetsDefinition:
     @per_partition_asset(
+        partitions_per_run=partitions_per_run,
         key=IMAGE_VARIANTS,
         partitions_def=partitions_def,
         deps=[IMAGES],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from asset_pipeline.cli.catalog_commands import catalog
+from asset_pipeline.cli.hub_command import hub
 from asset_pipeline.cli.money_commands import budget, estimate, ledger
 from asset_pipeline.cli.report_command import report
 from asset_pipeline.cli.retry_command import retry_failed
@@ -33,6 +34,7 @@ cli.add_command(budget)
 cli.add_command(ledger)
 cli.add_command(estimate)
 cli.add_command(retry_failed)
+cli.add_command(hub)
 
 if __name__ == "__main__":
     cli()

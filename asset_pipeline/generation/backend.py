@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asset_pipeline.errors import GenerationError
+from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.request import GenerationRequest
 
 
@@ -29,12 +30,14 @@ class RenderSession:
 
     `resume_prediction_id` names a journaled prediction to re-attach to instead of creating one;
     `on_created` must be called with a new prediction's id as soon as the provider returns it;
-    `cancelled` is set when the run is terminated.
+    `cancelled` is set when the run is terminated; `on_progress` receives progress reports and
+    must not block.
     """
 
     resume_prediction_id: str | None = None
     on_created: Callable[[str], None] = lambda prediction_id: None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    on_progress: ProgressCallback | None = None
 
 
 class PaidFailure(GenerationError):

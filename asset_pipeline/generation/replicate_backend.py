@@ -27,6 +27,8 @@ from asset_pipeline.generation.pricing import (
     price_for,
     reservation_usd,
 )
+from asset_pipeline.generation.progress import ProgressClock
+from asset_pipeline.generation.provider_logs import step_from_logs
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.fit import fit_to_png
 
@@ -134,7 +136,13 @@ class ReplicateBackend(ImageBackend):
 
     def _wait(self, request: GenerationRequest, prediction: Any, session: RenderSession) -> Any:
         started = time.monotonic()
+        clock, reported = None, None
         while prediction.status not in FINAL_STATUSES:
+            step = step_from_logs(getattr(prediction, "logs", None)) if session.on_progress else None
+            if step is not None and step != reported:
+                clock = clock or ProgressClock([("processing", step[1])], started_at=started)
+                reported = step
+                session.on_progress(clock.step("processing", index=step[0] - 1, total=step[1], now=time.monotonic()))
             overdue = time.monotonic() - started > self._max_predict_seconds
             if session.cancelled.is_set() or overdue:
                 self._call(request, lambda: self._client.predictions.cancel(prediction.id))

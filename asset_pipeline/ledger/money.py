@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MICROS_PER_USD = 1_000_000
+# No cap may exceed this: a typo such as 1e9 is refused rather than read as "no limit".
+MAX_BUDGET_USD = 100_000.0
 
 
 def to_micros(usd: float) -> int:

@@ -15,6 +15,7 @@ is unknown keeps its reservation open so the next run can re-attach instead of p
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -29,22 +30,32 @@ from asset_pipeline.errors import (
     GenerationError,
     InvalidImageError,
     OutputNotFetched,
+    RequestInFlightError,
     RetriesExhausted,
 )
 from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
 from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.retries import AttemptRecord, classify_error, next_request, wait_before_retry
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
+from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.attempts import AttemptLog
-from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, Reservation
+from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, RequestInFlight, Reservation
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker, CircuitOpen
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
-from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+
+
+# How long another run's open reservation counts as "being generated right now". Once its
+# prediction is journaled (within a second of the reservation), a second run adopts that
+# prediction instead of waiting; so this only has to cover reserve -> create -> journal, and a
+# reservation left behind by a killed run blocks nobody for longer than this.
+IN_FLIGHT_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -82,14 +93,17 @@ class ImageGenerator(dg.ConfigurableResource):
         default="sqlite:///asset_pipeline_ledger.db",
         description="Ledger database, a SQLAlchemy URL (ASSET_PIPELINE_DATABASE_URL).",
     )
-    budget_total_usd: float = Field(default=20.0, ge=0, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD).")
-    budget_daily_usd: float = Field(default=10.0, ge=0, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD).")
-    budget_per_run_usd: float = Field(default=20.0, ge=0, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD).")
+    budget_total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD).")
+    budget_daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD).")
+    budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD).")
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), description="Price table.")
     max_predict_seconds: float = Field(
         default=300.0, gt=0, description="A prediction running longer is cancelled; time-billed models reserve this long."
     )
     poll_interval_s: float = Field(default=0.5, gt=0, description="How often a running prediction is polled.")
+    diffusers: DiffusersOptions = Field(
+        default_factory=DiffusersOptions, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
+    )
     replicate_api_token: str | None = Field(
         default=None, description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN')."
     )
@@ -139,9 +153,12 @@ class ImageGenerator(dg.ConfigurableResource):
                 max_predict_seconds=self.max_predict_seconds,
                 poll_interval_s=self.poll_interval_s,
             )
-        raise ConfigurationError(
-            "ASSET_PIPELINE_BACKEND", f"the '{self.backend}' backend is not available in this version"
-        )
+        if self.backend == "diffusers":
+            # Imported here so definitions load without torch unless the local backend is used.
+            from asset_pipeline.generation.diffusers_backend import DiffusersBackend
+
+            return DiffusersBackend(self.diffusers)
+        raise ConfigurationError("ASSET_PIPELINE_BACKEND", f"unknown backend '{self.backend}'")
 
     @property
     def active_backend(self) -> ImageBackend:
@@ -171,16 +188,21 @@ class ImageGenerator(dg.ConfigurableResource):
         return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
 
     def generate(
-        self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None
+        self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None,
+        on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset(),
     ) -> PendingImage:
         """Render `request` within budget, retrying as each failure's class calls for.
+
+        `on_progress` receives the backend's progress reports (every denoising step for diffusers)
+        and must not block. `dead_runs` are runs known to have ended: their open reservations do not
+        make the request count as in flight elsewhere.
 
         Raises `BudgetExhaustedError` or `CircuitOpenError` at once, `RetriesExhausted` when no
         strategy is left, each with a reason that is safe to log.
         """
         cancelled = cancelled or threading.Event()
         if not self.active_backend.is_paid:
-            return self._attempt(request, run_id, cancelled)
+            return self._attempt(request, run_id, cancelled, on_progress, dead_runs)
         history: list[AttemptRecord] = []
         current, billed_for_failures = request, 0.0
         for number in range(1, self.max_attempts + 1):
@@ -188,7 +210,7 @@ class ImageGenerator(dg.ConfigurableResource):
             if not self.bucket.acquire(cancelled):
                 raise GenerationError(request.partition_key, "run terminated before the request was sent")
             try:
-                pending = self._attempt(current, run_id, cancelled)
+                pending = self._attempt(current, run_id, cancelled, on_progress, dead_runs)
             except GenerationError as exc:
                 classified = classify_error(exc, history)
                 if not cancelled.is_set():  # our own cancellation says nothing about the provider
@@ -204,7 +226,7 @@ class ImageGenerator(dg.ConfigurableResource):
                     model=current.model, attempt=number, failure_class=classified.failure,
                     strategy=strategy, detail=exc.reason,
                 )
-                if isinstance(exc, BudgetExhaustedError):
+                if isinstance(exc, (BudgetExhaustedError, RequestInFlightError)):
                     raise
                 if give_up:
                     raise RetriesExhausted(request.partition_key, _summary(exc, history, over_spend),
@@ -239,11 +261,12 @@ class ImageGenerator(dg.ConfigurableResource):
     def attempt_log(self) -> AttemptLog:
         return AttemptLog(self.ledger.engine)
 
-    def _attempt(self, request: GenerationRequest, run_id: str, cancelled: threading.Event) -> PendingImage:
+    def _attempt(self, request: GenerationRequest, run_id: str, cancelled: threading.Event,
+                 on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset()) -> PendingImage:
         """One try: reserve (or re-attach), render, verify. Closes the reservation on failure."""
         backend = self.active_backend
-        session = RenderSession(cancelled=cancelled)
-        reservation = self._reserve(request, run_id, session) if backend.is_paid else None
+        session = RenderSession(cancelled=cancelled, on_progress=on_progress)
+        reservation = self._reserve(request, run_id, session, dead_runs) if backend.is_paid else None
         created: list[str] = []
 
         def on_created(prediction_id: str) -> None:
@@ -287,6 +310,24 @@ class ImageGenerator(dg.ConfigurableResource):
         if sha256 is not None:
             self.ledger.record_paid_request(reservation, sha256=sha256, cost_usd=rendered.cost_usd)
 
+    def wait_until_not_in_flight(self, request: GenerationRequest, *, run_id: str, cancelled: threading.Event,
+                                 is_alive: Callable[[str], bool], dead_runs: set[str]) -> None:
+        """Wait while a live run holds an open reservation for `request` (it will store the image).
+
+        Holders found dead (`is_alive` false: killed, failed, cancelled) are added to `dead_runs`.
+        """
+        while True:
+            holder = self.ledger.in_flight_elsewhere(request.request_hash, run_id=run_id,
+                                                     within_s=IN_FLIGHT_WINDOW_S,
+                                                     dead_runs=frozenset(dead_runs))
+            if holder is None:
+                return
+            if not is_alive(holder):
+                dead_runs.add(holder)
+                continue
+            if cancelled.wait(self.poll_interval_s):
+                raise GenerationError(request.partition_key, "run terminated while another run made this image")
+
     def settle_cache_hit(self, request_hash: str, *, cost_usd: float) -> None:
         """Charge reservations left open by a run that stored this image but died before charging it."""
         for reservation in self.ledger.open_reservations_for(request_hash):
@@ -295,7 +336,8 @@ class ImageGenerator(dg.ConfigurableResource):
             self.ledger.charge(reservation, amount_usd=cost_usd, prediction_id=None,
                                reason="charged on a later run: the image was stored before the earlier run died")
 
-    def _reserve(self, request: GenerationRequest, run_id: str, session: RenderSession) -> Reservation:
+    def _reserve(self, request: GenerationRequest, run_id: str, session: RenderSession,
+                 dead_runs: frozenset[str] = frozenset()) -> Reservation:
         journaled = self.journal.resumable(request.request_hash)
         if journaled is not None:
             adopted = self.ledger.open_reservation(journaled.reservation_id)
@@ -306,9 +348,12 @@ class ImageGenerator(dg.ConfigurableResource):
             return self.ledger.reserve(
                 run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
                 model=request.model, amount_usd=self.active_backend.reservation_usd(request.model), caps=self.caps,
+                in_flight_for_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs,
             )
         except BudgetExhausted as exc:
             raise BudgetExhaustedError(request.partition_key, str(exc), cap=exc.violation.cap) from None
+        except RequestInFlight as exc:
+            raise RequestInFlightError(request.partition_key, str(exc), run_id=exc.run_id) from None
 
     def _close_failed(self, reservation: Reservation | None, failure: PaidFailure) -> None:
         if reservation is None:

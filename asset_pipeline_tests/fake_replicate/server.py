@@ -6,7 +6,7 @@ unauthenticated output delivery under `/files/`. Errors are RFC 7807 JSON (401, 
 `Retry-After`, 500). Predictions take `latency_s` to finish. It keeps the bill: what real Replicate
 would have charged, per model, so tests can compare it with the ledger.
 
-Failure injection: prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
+Failure injection: `down_until` answers every request 503 until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
 image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
 next creations with; `max_running` answers 429 beyond that many unfinished predictions.
 """
@@ -60,6 +60,7 @@ class FakeReplicateState:
     fail_gets: list[int] = field(default_factory=list)
     failure_rate: float = 0.0  # share of predictions that fail transiently
     create_failure_rate: float = 0.0  # share of creations answered 500 / 429
+    down_until: float = 0.0  # time.monotonic() before which every request is answered 503 (an outage)
     random: random.Random = field(default_factory=lambda: random.Random(7))
     unavailable_models: set[str] = field(default_factory=set)
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
@@ -88,7 +89,14 @@ def build_app(state: FakeReplicateState) -> Starlette:
     def authorized(request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {state.token}"
 
+    def outage() -> Response | None:
+        if time.monotonic() < state.down_until:
+            return problem(503, "Service Unavailable", "the provider is down")
+        return None
+
     async def create(request: Request, model: str) -> Response:
+        if (down := outage()) is not None:
+            return down
         if not authorized(request):
             return problem(401, "Unauthenticated", "Invalid token.")
         body = json.loads(await request.body() or b"{}")
@@ -126,6 +134,8 @@ def build_app(state: FakeReplicateState) -> Starlette:
 
     def existing(request: Request, then) -> Response:  # type: ignore[no-untyped-def]
         """Authenticate, find the prediction, bring it up to date, then apply `then` to it."""
+        if (down := outage()) is not None:
+            return down
         if not authorized(request):
             return problem(401, "Unauthenticated", "Invalid token.")
         with state.lock:
@@ -232,6 +242,19 @@ def _render(prediction: FakePrediction) -> bytes:
     return out.getvalue()
 
 
+def _logs(state: FakeReplicateState, prediction: FakePrediction, steps: int = 4) -> str:
+    """tqdm lines like a diffusion model's, one per step finished so far while processing."""
+    if prediction.status == "starting":
+        return ""
+    fraction = 1.0 if prediction.status in ("succeeded", "failed", "canceled") else \
+        min(1.0, (time.monotonic() - prediction.created) / max(state.latency_s, 1e-6))
+    done = int(fraction * steps)
+    return "Using seed: 1\n" + "".join(
+        f"{100 * step // steps:3d}%|{'#' * step}{' ' * (steps - step)}| {step}/{steps} [00:0{step}<00:00]\n"
+        for step in range(done + 1)
+    )
+
+
 def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str, Any]:
     return {
         "id": prediction.id,
@@ -240,7 +263,7 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
         "status": prediction.status,
         "input": prediction.input,
         "output": prediction.output,
-        "logs": "",
+        "logs": _logs(state, prediction),
         "error": prediction.error,
         "metrics": {"predict_time": prediction.predict_time} if prediction.predict_time is not None else {},
         "created_at": "2026-01-01T00:00:00Z",

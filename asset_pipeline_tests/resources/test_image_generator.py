@@ -1,4 +1,4 @@
-"""Generator resource: placeholder by default, refuses non-images, clear errors for missing backends."""
+"""Generator resource: placeholder by default, refuses non-images, clear errors for unusable backends."""
 
 from __future__ import annotations
 
@@ -27,6 +27,6 @@ def test_bytes_that_are_not_an_image_are_refused() -> None:
         generator.generate(generator.request_for(SPEC))
 
 
-def test_backends_not_built_yet_fail_with_the_variable_name() -> None:
-    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_BACKEND: the 'diffusers' backend is not available"):
+def test_the_diffusers_backend_without_a_model_directory_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_DIFFUSERS_MODEL: the diffusers backend needs a local"):
         ImageGenerator(backend="diffusers").build_backend()

@@ -1,0 +1,35 @@
+"""`asset-pipeline hub`: serve the WebSocket hub and dashboard (Starlette under uvicorn)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from asset_pipeline.hub.access import check_bind
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4500, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--ping-interval", default=20.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between pings.")
+def hub(host: str, port: int, ping_interval: float) -> None:
+    """Live progress: WebSocket channels, the publisher endpoint and the dashboard page.
+
+    Without ASSET_PIPELINE_HUB_TOKEN only a loopback address is allowed.
+    """
+    import uvicorn
+
+    from asset_pipeline.hub.server import MAX_FRAME_BYTES, WS_IMPLEMENTATION, HubConfig, build_hub_app
+    from asset_pipeline.hub.startup import initial_state, spend_source
+    from asset_pipeline.settings import load_settings
+
+    token = os.environ.get("ASSET_PIPELINE_HUB_TOKEN") or None
+    check_bind(host, token)
+    settings = load_settings()
+    state = initial_state(settings, echo=lambda line: click.echo(line, err=True))
+    config = HubConfig(token=token, ping_interval_s=ping_interval, image_root=settings.data_dir,
+                       spend_source=spend_source(settings))
+    click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'})", err=True)
+    uvicorn.run(build_hub_app(config, state), host=host, port=port, ws_max_size=MAX_FRAME_BYTES,
+                log_level="warning", lifespan="on", ws=WS_IMPLEMENTATION)

@@ -1,0 +1,90 @@
+"""The hub's wire format, defined once and shared by server, publishers and tests.
+
+Publishers POST `progress` and `run_event` bodies (without `seq`/`timestamp`) to `/api/events`;
+the hub stamps each with a hub-wide `seq` and a UTC `timestamp` and sends it to every channel it
+concerns. Subscribers also receive `connection`, `snapshot`, `error`, `ping` and `pong`, and may
+send `resume`, `ping` and `pong`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+ProgressStatus = Literal["pending", "generating", "completed", "failed", "cached", "skipped"]
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+PARTITION_KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,78}[a-z0-9])?$"  # the catalog's id rule
+
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
+PartitionKey = Annotated[str, Field(pattern=PARTITION_KEY_PATTERN)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProgressEvent(_Message):
+    """One image's progress, as a publisher sends it."""
+
+    type: Literal["progress"] = "progress"
+    run_id: RunId | None = None
+    partition_key: PartitionKey
+    status: ProgressStatus
+    stage: str | None = Field(default=None, max_length=40)
+    current_step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    percentage: float | None = Field(default=None, ge=0, le=100)
+    elapsed_s: float | None = Field(default=None, ge=0)
+    eta_s: float | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    message: str = Field(default="", max_length=2000)
+    path: str | None = Field(default=None, max_length=500)
+
+
+class RunEvent(_Message):
+    """A durable lifecycle record from the Dagster event log (the `run_events_to_hub` sensor)."""
+
+    type: Literal["run_event"] = "run_event"
+    event_id: str = Field(max_length=200, description="run id and storage id: the hub drops repeats")
+    run_id: RunId
+    event_type: str = Field(max_length=80)
+    run_status: str | None = Field(default=None, max_length=40)
+    job_name: str | None = Field(default=None, max_length=200)
+    step_key: str | None = Field(default=None, max_length=200)
+    partition_key: PartitionKey | None = None
+    asset_key: str | None = Field(default=None, max_length=200)
+    check_name: str | None = Field(default=None, max_length=200)
+    passed: bool | None = None
+    path: str | None = Field(default=None, max_length=500)
+    cost_usd: float | None = Field(default=None, ge=0)
+    message: str = Field(default="", max_length=2000)
+    at: float | None = Field(default=None, description="the event's own time (epoch seconds)")
+
+
+PublishedEvent = Annotated[ProgressEvent | RunEvent, Field(discriminator="type")]
+PUBLISHED = TypeAdapter(PublishedEvent)
+PUBLISHED_BATCH = TypeAdapter(list[PublishedEvent])
+
+
+class ResumeRequest(_Message):
+    type: Literal["resume"]
+    after_seq: int = Field(ge=0)
+
+
+class ClientPing(_Message):
+    type: Literal["ping", "pong"]
+
+
+ClientMessage = Annotated[ResumeRequest | ClientPing, Field(discriminator="type")]
+CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(seq: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A message as subscribers receive it: the body with `seq` and `timestamp` first."""
+    return {"type": body["type"], "seq": seq, "timestamp": utc_timestamp(), **body}

@@ -1,0 +1,40 @@
+"""What `asset-pipeline hub` loads before serving: state rebuilt from the instance, the spend source."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from asset_pipeline.hub.state import HubState
+from asset_pipeline.settings import PipelineSettings
+
+
+def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None]) -> HubState:
+    state = HubState()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not os.path.isdir(home):
+        echo("DAGSTER_HOME is not an instance directory: starting with an empty state")
+        return state
+    import dagster as dg
+
+    from asset_pipeline.catalog import load_catalog
+    from asset_pipeline.hub.rebuild import rebuild_from_instance
+
+    catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            rebuild_from_instance(state, instance, catalog.ids)
+    except Exception as exc:  # noqa: BLE001 - the hub still serves live events without the history
+        echo(f"could not read the Dagster instance ({exc.__class__.__name__}): starting with an empty state")
+        return state
+    echo(f"rebuilt state: {len(state.partitions)} partition(s), {len(state.runs)} run(s) from the Dagster instance")
+    return state
+
+
+def spend_source(settings: PipelineSettings) -> Callable[[], dict[str, Any] | None]:
+    from asset_pipeline.hub.rebuild import ledger_spend
+    from asset_pipeline.ledger.money import BudgetCaps
+
+    caps = BudgetCaps(settings.budget_total_usd, settings.budget_daily_usd, settings.budget_per_run_usd)
+    return lambda: ledger_spend(settings.ledger_url, caps)

@@ -1,0 +1,78 @@
+"""The progress hub resource: publishes per-image progress and run events to `asset-pipeline hub`.
+
+`publish` never blocks and never raises, so a hub that is down or slow cannot slow or fail a
+materialization (see `hub.publisher`). `send` is the blocking variant for the
+`run_events_to_hub` sensor, which must know whether its events arrived before moving its cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dagster as dg
+import httpx
+from pydantic import Field, PrivateAttr
+
+from asset_pipeline.hub.messages import ProgressEvent, RunEvent
+from asset_pipeline.hub.publisher import BufferedPublisher
+
+
+class HubUnavailable(Exception):
+    """The hub did not accept a batch; the message names the hub's URL and status only."""
+
+
+class ProgressHub(dg.ConfigurableResource):
+    url: str = Field(default="http://127.0.0.1:4500", description="The hub's base URL (ASSET_PIPELINE_HUB_URL).")
+    token: str | None = Field(
+        default=None, description="Shared secret; bind with dg.EnvVar('ASSET_PIPELINE_HUB_TOKEN')."
+    )
+    enabled: bool = Field(default=True, description="Publish at all; off makes every call a no-op.")
+    buffer_size: int = Field(default=10_000, ge=1, description="Events held while the hub is slow; more are dropped.")
+    timeout_s: float = Field(default=2.0, gt=0, description="Longest wait for one POST.")
+    linger_s: float = Field(default=0.05, ge=0, description="Events published within this long share one POST.")
+
+    _client: httpx.Client | None = PrivateAttr(default=None)
+    _publisher: BufferedPublisher | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        log = context.log or logging.getLogger(__name__)
+        if self.enabled:
+            self._publisher = BufferedPublisher(self._post, buffer_size=self.buffer_size, linger_s=self.linger_s,
+                                                on_problem=lambda message: log.warning(f"{message} [{self.url}]"))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+            if self._publisher.dropped and context.log:
+                context.log.warning(f"{self._publisher.dropped} progress event(s) were not delivered to the hub")
+            self._publisher = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def dropped(self) -> int:
+        return self._publisher.dropped if self._publisher else 0
+
+    def publish(self, event: ProgressEvent | RunEvent) -> None:
+        """Queue one event for the hub; returns at once whatever the hub's state."""
+        if self._publisher is not None:
+            self._publisher.publish(event.model_dump(exclude_none=True))
+
+    def send(self, events: list[ProgressEvent | RunEvent]) -> None:
+        """POST `events` now; raise `HubUnavailable` unless the hub accepted them."""
+        if not self.enabled or not events:
+            return
+        try:
+            self._post([event.model_dump(exclude_none=True) for event in events])
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"progress hub at {self.url} unreachable: {exc.__class__.__name__}") from None
+
+    def _post(self, batch: list[dict[str, Any]]) -> None:
+        if self._client is None:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self._client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout_s)
+        response = self._client.post("/api/events", json=batch)
+        if response.status_code != 200:
+            raise HubUnavailable(f"progress hub at {self.url} answered HTTP {response.status_code}")

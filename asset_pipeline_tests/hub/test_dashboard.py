@@ -1,0 +1,84 @@
+"""The dashboard page in headless Chromium (Debian's, driven by Playwright; nothing downloaded).
+
+A real hub, a real Dagster run on the diffusers backend publishing every denoising step: the page
+connects, shows the partition's bar moving, then the stored image in the gallery; it reconnects
+after the hub drops it. The screenshot is kept in test-artifacts/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from asset_pipeline.hub.server import HubConfig
+from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_tests.hub.running import running_hub
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("ASSET_PIPELINE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (make browser installs it; CI always has it)",
+)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+def test_the_page_shows_a_moving_bar_then_the_image(browser, tmp_path: Path, data_dir: Path, instance,
+                                                     tiny_sdxl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "page-token")
+    catalog = write_catalog(tmp_path / "c.yaml", [
+        {"id": "hero-live", "category": "hero", "prompt": "a lighthouse at dusk", "width": 128, "height": 128,
+         "steps": 40, "seed": 3},
+    ])
+    with running_hub(HubConfig(token="page-token", image_root=data_dir)) as hub:
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # phone-sized
+        page.goto(f"{hub.url}/?token=page-token")
+        page.wait_for_selector("#connection-status[data-state=connected]", timeout=10_000)
+
+        defs = pipeline_defs(catalog, data_dir, hub_url=hub.url, backend="diffusers",
+                             diffusers_model=str(tiny_sdxl.base))
+        result: list = []
+        run = threading.Thread(target=lambda: result.append(materialize(defs, instance, partition="hero-live")))
+        try:
+            run.start()
+            row = page.wait_for_selector("li[data-partition=hero-live][data-status=generating]", timeout=60_000)
+            widths = set()
+            for _ in range(200):
+                width = page.eval_on_selector("li[data-partition=hero-live] .bar > span", "e => e.style.width")
+                widths.add(width)
+                if len(widths) >= 3 or row.get_attribute("data-status") != "generating":
+                    break
+                page.wait_for_timeout(50)
+            detail = page.text_content("li[data-partition=hero-live] .detail")
+        finally:
+            run.join(timeout=120)
+        assert result and result[0].success
+        assert len(widths) >= 3, widths  # the bar moved
+        assert "base" in detail and "/40" in detail
+        page.wait_for_selector("li[data-partition=hero-live][data-status=completed]", timeout=10_000)
+        image = page.wait_for_selector("#gallery img[data-partition=hero-live]", timeout=10_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth === 128", arg=image, timeout=10_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+        for subscriber in list(hub.hub.subscribers):  # the hub drops the page: it reconnects and resumes
+            hub.hub.subscribers.disconnect(subscriber, 1013, "test")
+        page.wait_for_selector("#connection-status[data-state=reconnecting]", timeout=10_000)
+        page.wait_for_selector("#connection-status[data-state=connected]", timeout=20_000)
+        page.click("#theme-toggle")
+        assert page.evaluate("document.documentElement.dataset.theme") in ("dark", "light")
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
