@@ -108,6 +108,19 @@ class Chaos:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+    def retry_failed(self) -> dict:
+        """`asset-pipeline retry-failed` as an operator runs it: while the outage's circuit breaker
+        is still open it refuses and says for how long, so wait that out and run it again."""
+        for _ in range(10):
+            retry = subprocess.run([str(Path(sys.executable).parent / "asset-pipeline"), "retry-failed", "--json"],
+                                   cwd=PROJECT, env=self.env, capture_output=True, text=True, timeout=300)
+            report = json.loads(retry.stdout)
+            if retry.returncode == 0:
+                return report
+            assert report["circuit_open_for_s"] > 0, retry.stderr
+            time.sleep(report["circuit_open_for_s"] + 0.5)
+        raise AssertionError("the circuit breaker never let retry-failed through")
+
     def report_dead_runs(self) -> None:
         """What run monitoring does for a dead worker: mark its run failed, which frees its pool
         slots and makes its unfinished partitions "failed", so retry-failed picks them up."""
@@ -210,9 +223,7 @@ def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart
         outcomes.append(chaos.check("outage", f"provider down {outage_s:g} s", keys))
         time.sleep(max(0.0, fake.down_until - time.monotonic()))
 
-        retry = subprocess.run([str(Path(sys.executable).parent / "asset-pipeline"), "retry-failed", "--json"],
-                               cwd=PROJECT, env=chaos.env, capture_output=True, text=True, timeout=300)
-        report = json.loads(retry.stdout)
+        report = chaos.retry_failed()
         if report["backfill_id"]:
             daemon = start_daemon(chaos.env, chaos.root / "daemon.log")
             try:

@@ -21,14 +21,24 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
 
     with dg.DagsterInstance.get() as instance:
         failed = partitions_with_status(instance, context.catalog, {"failed", "fallback"})
-        costs = estimated_costs(failed, catalog=context.catalog, generator=context.generator, store=context.store)
+        generator = context.generator
+        costs = estimated_costs(failed, catalog=context.catalog, generator=generator, store=context.store)
         estimate = round(sum(costs.values()), 6)
+        open_for_s = round(generator.circuit.open_for_s(), 1) if generator.active_backend.is_paid else 0.0
         backfill_id = None
-        if failed and not dry_run:
+        if failed and not dry_run and not open_for_s:
             backfill_id = submit_backfill(instance, build_defs(context.settings), failed, reason="retry-failed")
-    report = {"failed": failed, "estimated_cost_usd": estimate, "dry_run": dry_run, "backfill_id": backfill_id}
+    report = {"failed": failed, "estimated_cost_usd": estimate, "dry_run": dry_run, "backfill_id": backfill_id,
+              "circuit_open_for_s": open_for_s}
     if as_json:
         click.echo(json.dumps(report, indent=2))
+    if failed and not dry_run and open_for_s:
+        # Submitting now would only make every partition fail fast with "provider circuit open".
+        raise click.ClickException(
+            f"the {generator.active_backend.name} circuit breaker is open for another {open_for_s:g} s after "
+            f"repeated provider failures; nothing was submitted. Run retry-failed again after that."
+        )
+    if as_json:
         return
     if not failed:
         click.echo("no failed image partitions")
@@ -38,3 +48,5 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
         click.echo(f"submitted backfill {backfill_id}; the Dagster daemon (make dev) launches its run(s)")
     else:
         click.echo("dry run: nothing launched")
+        if open_for_s:
+            click.echo(f"note: the provider circuit breaker is open for another {open_for_s:g} s")

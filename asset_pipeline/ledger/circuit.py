@@ -39,16 +39,38 @@ class BreakerEvent:
 
 def breaker_state(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> BreakerState:
     """The state after `events` (oldest first)."""
+    if _open_since(events) is None:
+        return BreakerState.CLOSED
+    return BreakerState.OPEN if open_for_s(events, now, config) > 0 else BreakerState.HALF_OPEN
+
+
+def open_for_s(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> float:
+    """Seconds until the next trial request may go out (0 when closed or half-open).
+
+    An open circuit waits out its cool-down; a trial in flight holds it open for another cool-down
+    at most, in case the process sending it died and never reports."""
+    since = _open_since(events)
+    if since is None:
+        return 0.0
+    cooldown = timedelta(seconds=config.cooldown_s)
+    trials = [e.at for e in events[since:] if e.kind == "trial"]
+    until = max([events[since].at + cooldown] + [at + cooldown for at in trials[-1:]])
+    return max(0.0, (until - now).total_seconds())
+
+
+def trial_in_flight(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> bool:
+    """A trial request is out and its verdict (close or open) has not come back yet."""
+    since = _open_since(events)
+    return since is not None and any(e.kind == "trial" and now - e.at < timedelta(seconds=config.cooldown_s)
+                                     for e in events[since:])
+
+
+def _open_since(events: list[BreakerEvent]) -> int | None:
+    """Index of the "open" event the circuit is still open from, or None when it is closed."""
     last_open = next((i for i in range(len(events) - 1, -1, -1) if events[i].kind == "open"), None)
-    if last_open is not None and not any(e.kind == "close" for e in events[last_open:]):
-        opened = events[last_open].at
-        if now - opened < timedelta(seconds=config.cooldown_s):
-            return BreakerState.OPEN
-        trials = [e for e in events[last_open:] if e.kind == "trial"]
-        if trials and now - trials[-1].at < timedelta(seconds=config.cooldown_s):
-            return BreakerState.OPEN  # a trial is in flight; everyone else still fails fast
-        return BreakerState.HALF_OPEN
-    return BreakerState.CLOSED
+    if last_open is None or any(e.kind == "close" for e in events[last_open:]):
+        return None
+    return last_open
 
 
 def consecutive_failures(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> int:
@@ -108,6 +130,14 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         with self.engine.connect() as connection:
             return breaker_state(self._events(connection), datetime.now(UTC), self.config)
+
+    def open_for_s(self) -> float:
+        with self.engine.connect() as connection:
+            return open_for_s(self._events(connection), datetime.now(UTC), self.config)
+
+    def trial_in_flight(self) -> bool:
+        with self.engine.connect() as connection:
+            return trial_in_flight(self._events(connection), datetime.now(UTC), self.config)
 
     def _events(self, connection) -> list[BreakerEvent]:  # type: ignore[no-untyped-def]
         rows = connection.execute(

@@ -15,6 +15,7 @@ is unknown keeps its reservation open so the next run can re-attach instead of p
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -56,6 +57,7 @@ from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
 # prediction instead of waiting; so this only has to cover reserve -> create -> journal, and a
 # reservation left behind by a killed run blocks nobody for longer than this.
 IN_FLIGHT_WINDOW_S = 60.0
+TRIAL_VERDICT_POLL_S = 0.25  # how often a request waiting on the breaker's trial looks again
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ class ImageGenerator(dg.ConfigurableResource):
         history: list[AttemptRecord] = []
         current, billed_for_failures = request, 0.0
         for number in range(1, self.max_attempts + 1):
-            trial = self._may_send(request)
+            trial = self._may_send(request, cancelled)
             if not self.bucket.acquire(cancelled):
                 raise GenerationError(request.partition_key, "run terminated before the request was sent")
             try:
@@ -239,11 +241,20 @@ class ImageGenerator(dg.ConfigurableResource):
             return replace(pending, attempts=number, strategies=tuple(a.strategy for a in history), requested=request)
         raise AssertionError("unreachable: the last attempt either returns or raises")
 
-    def _may_send(self, request: GenerationRequest) -> bool:
-        try:
-            return self.circuit.before_request()
-        except CircuitOpen as exc:
-            raise CircuitOpenError(request.partition_key, str(exc)) from None
+    def _may_send(self, request: GenerationRequest, cancelled: threading.Event) -> bool:
+        """True if this request is the breaker's trial. While another request is the trial, wait for
+        its verdict instead of failing: after a cool-down a run's partitions would otherwise all fail
+        fast but the one that happened to be first."""
+        circuit = self.circuit
+        deadline = time.monotonic() + self.breaker_cooldown_s
+        while True:
+            try:
+                return circuit.before_request()
+            except CircuitOpen as exc:
+                if not circuit.trial_in_flight() or time.monotonic() > deadline:
+                    raise CircuitOpenError(request.partition_key, str(exc)) from None
+            if cancelled.wait(TRIAL_VERDICT_POLL_S):
+                raise GenerationError(request.partition_key, "run terminated while waiting for the provider's trial request")
 
     @property
     def bucket(self) -> TokenBucket:

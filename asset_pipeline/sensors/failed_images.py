@@ -1,6 +1,6 @@
 """`failed_images_sensor` (off by default): re-run failed images while the provider and budget allow.
 
-It requests a backfill of exactly the failed partitions when the provider's circuit is closed and
+It requests a backfill of exactly the failed partitions when the provider's circuit is not open and
 budget remains. The cursor remembers the set it last requested, so the same failures are never
 requested twice; a new failure changes the set and is requested on the next tick.
 """
@@ -29,8 +29,10 @@ def failed_images_sensor(
     if not failed:
         return dg.SkipReason("no failed image partitions")
     if image_generator.active_backend.is_paid:
-        if image_generator.circuit.state() is not BreakerState.CLOSED:
-            return dg.SkipReason("provider circuit is open; waiting for it to close")
+        # Half-open is fine: the cool-down is over and the backfill's first request is the trial
+        # that closes the circuit (nothing else would ever close it).
+        if image_generator.circuit.state() is BreakerState.OPEN:
+            return dg.SkipReason("provider circuit is open; waiting for its cool-down to end")
         if image_generator.ledger.status(image_generator.caps).remaining_today_usd <= 0:
             return dg.SkipReason("no budget remains today")
     fingerprint = hashlib.sha256("\n".join(failed).encode()).hexdigest()[:16]

@@ -127,6 +127,41 @@ def test_an_open_circuit_fails_partitions_fast_without_requests(fake_replicate, 
     assert CircuitOpenError.__doc__
 
 
+@pytest.mark.parametrize("verdict", [True, False])
+def test_partitions_wait_for_another_requests_trial_and_follow_its_verdict(
+    verdict, fake_replicate, tmp_path, data_dir, instance
+) -> None:
+    import threading
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from asset_pipeline.ledger.schema import circuit_events
+
+    defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(3)), data_dir, backend="replicate")
+    engine = ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}")
+    breaker = CircuitBreaker(engine, provider="replicate", config=BreakerConfig(failure_threshold=1, cooldown_s=3.0))
+    breaker.record(ok=True, trial=False)  # creates the tables
+    opened = datetime.now(UTC) - timedelta(seconds=10)  # its cool-down is long over
+    with engine.begin() as connection:
+        connection.execute(insert(circuit_events), [{"provider": "replicate", "kind": kind, "created_at": opened}
+                                                    for kind in ("failure", "open")])
+    assert breaker.before_request() is True  # another process holds the trial
+    verdict_given = threading.Timer(1.0, breaker.record, kwargs={"ok": verdict, "trial": True})
+    verdict_given.start()
+    resources = {"image_generator": generator_with(defs, breaker_cooldown_s=3.0, breaker_failure_threshold=1)}
+    started = time.monotonic()
+    result = materialize(defs, instance, first="img-00", last="img-02", resources=resources)
+    verdict_given.join()
+    assert time.monotonic() - started >= 0.9  # they waited for the verdict rather than failing at once
+    if verdict:
+        assert result.success and fake_replicate.created_total == 3
+    else:
+        assert result.failure_data_for_node("images").error.message.count("provider circuit open") == 3
+        assert fake_replicate.created_total == 0
+
+
 def test_fallback_images_keep_the_partition_visible_and_retryable(fake_replicate, tmp_path, data_dir, instance) -> None:
     from asset_pipeline.assets.image_checks import NOT_FALLBACK
     from asset_pipeline.retry_selection import partitions_with_status

@@ -48,6 +48,26 @@ def test_the_sensor_waits_while_the_circuit_is_open(fake_replicate, catalog_path
     assert isinstance(result, dg.SkipReason) and "circuit is open" in result.skip_message
 
 
+def test_the_sensor_backfills_once_the_cool_down_is_over(fake_replicate, catalog_path, data_dir, instance) -> None:
+    """Half-open is the sensor's cue: only a request can close the circuit, so waiting for "closed"
+    would wait forever."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from asset_pipeline.ledger.schema import circuit_events
+
+    defs = partly_failed(catalog_path, data_dir, instance, ["img-02"], backend="replicate")
+    engine = ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}")
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with engine.begin() as connection:
+        connection.execute(insert(circuit_events), [{"provider": "replicate", "kind": kind, "created_at": long_ago}
+                                                    for kind in ("failure", "open")])
+    assert CircuitBreaker(engine, provider="replicate", config=BreakerConfig()).state() == "half_open"
+    [request] = evaluate_sensor(defs, instance).run_requests
+    assert requested_keys(request) == {"img-02"}
+
+
 def test_the_sensor_skips_when_nothing_failed(catalog_path, data_dir, instance) -> None:
     defs = pipeline_defs(catalog_path, data_dir)
     assert isinstance(evaluate_sensor(defs, instance), dg.SkipReason)
