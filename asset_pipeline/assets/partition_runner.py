@@ -7,9 +7,10 @@ as soon as it is ready; the asset logs its materialization at once.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import dagster as dg
@@ -29,47 +30,70 @@ def run_concurrently(
 ) -> Iterator[T]:
     """Yield each partition's outcome as it finishes, at most `max_concurrency` in flight.
 
-    Only `max_concurrency` tasks are submitted at a time, so an interrupted run (terminated from
-    the UI) leaves no queue of unstarted work behind: closing the generator sets `cancelled` and
-    waits only for the work already in flight. Once `stop` is set no new work starts; each
-    remaining key is yielded as `skipped(key)`.
+    A finished task starts the next key itself (in its done-callback), so the workers never wait
+    for the consumer: Dagster stores every event the asset yields before it asks for the next
+    outcome, and on PostgreSQL each store is a round trip. Only `max_concurrency` tasks exist at a
+    time, so an interrupted run (terminated from the UI) leaves no queue of unstarted work behind:
+    closing the generator sets `cancelled` and waits only for the work already in flight. Once
+    `stop` is set no new work starts; each remaining key is yielded as `skipped(key)`.
     """
-    pending_keys = iter(partition_keys)
+    keys = list(partition_keys)
+    finished: queue.SimpleQueue[tuple[str, Future[T] | str]] = queue.SimpleQueue()
     in_flight: set[Future[T]] = set()
-    finished = False
+    lock = threading.RLock()  # a done-callback runs at once, under the lock, if its task already ended
+    closing = threading.Event()
+    next_index = 0
+
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="image") as pool:
+
+        def start_more() -> None:
+            nonlocal next_index
+            with lock:
+                while next_index < len(keys) and len(in_flight) < max_concurrency and not closing.is_set():
+                    key = keys[next_index]
+                    next_index += 1
+                    if stop is not None and stop.is_set():
+                        assert skipped is not None, "a stop event needs a `skipped` outcome"
+                        finished.put(("skipped", key))
+                        continue
+                    future = pool.submit(work, key)
+                    in_flight.add(future)
+                    future.add_done_callback(on_done)
+
+        def on_done(future: Future[T]) -> None:
+            with lock:
+                in_flight.discard(future)
+                finished.put(("done", future))
+                start_more()
+
+        completed = False
         try:
-            for key in pending_keys:
-                if stop is not None and stop.is_set():
-                    assert skipped is not None, "a stop event needs a `skipped` outcome"
-                    yield skipped(key)
-                    continue
-                in_flight.add(pool.submit(work, key))
-                if len(in_flight) >= max_concurrency:
-                    done, in_flight = _wait_some(in_flight)
-                    yield from (future.result() for future in done)
-            while in_flight:
-                done, in_flight = _wait_some(in_flight)
-                yield from (future.result() for future in done)
-            finished = True
+            start_more()
+            for _ in keys:
+                kind, item = _next_finished(finished)
+                yield skipped(item) if kind == "skipped" else item.result()  # type: ignore[misc, union-attr, arg-type]
+            completed = True
         finally:
-            if not finished and cancelled is not None:
+            closing.set()
+            if not completed and cancelled is not None:
                 cancelled.set()
-            for future in in_flight:
-                future.cancel()
+            with lock:
+                for future in list(in_flight):
+                    future.cancel()
 
 
-def _wait_some(futures: set[Future[T]]) -> tuple[set[Future[T]], set[Future[T]]]:
-    """Wait for at least one future, waking every 0.25 s.
+def _next_finished(finished: queue.SimpleQueue[tuple[str, object]]) -> tuple[str, object]:
+    """Wait for the next finished item, waking every 0.25 s.
 
     The kernel may deliver a termination signal (SIGINT/SIGTERM) to any thread; Python only runs
     its handler when the main thread executes bytecode, so an untimed wait could hold off Dagster's
     run termination until an image finishes. Short waits let the interrupt through at once.
     """
     while True:
-        done, not_done = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
-        if done:
-            return done, not_done
+        try:
+            return finished.get(timeout=0.25)
+        except queue.Empty:
+            continue
 
 
 def per_partition_asset(
