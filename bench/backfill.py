@@ -112,6 +112,11 @@ def main() -> None:
     print(f"  submission -> first run start   {first_start - submitted:6.1f} s")
     print(f"  first run start -> backfill end {wall:6.1f} s   limit {limit:.1f} s "
           f"(max of {n * args.latency / args.concurrency:.1f}, {n / args.create_rate:.1f})   ratio {wall / limit:.2f} (target <= 1.15)")
+    wall_clock = time.time() - time.monotonic()  # the fake server runs in this process
+    creations = sorted(t + wall_clock for t in fake.create_times)
+    print(f"  where the time went: run start -> first creation {creations[0] - first_start:.1f} s, creations "
+          f"{creations[-1] - creations[0]:.1f} s ({len(creations) / max(creations[-1] - creations[0], 1e-9):.1f}/s), "
+          f"last creation -> backfill end {end - creations[-1]:.1f} s")
     print(f"  images materialized {materialized}/{n}; predictions created {fake.created_total}, "
           f"max per request {max(fake.creations.values())}")
     print(f"  daemon + code servers + run workers: CPU {workers.cpu_seconds:.1f} s = "
