@@ -170,7 +170,8 @@ class Chaos:
                        creations, problems)
 
 
-def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart: bool, seed: int = 7) -> list[Outcome]:
+def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart: bool, seed: int = 7,
+        keep_logs: Path | None = None) -> list[Outcome]:
     rng = random.Random(seed)
     slices = kills + 3
     outcomes: list[Outcome] = []
@@ -235,6 +236,10 @@ def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart
                 stop(daemon)
         outcomes.append(chaos.check("resume", f"retry-failed re-ran {len(report['failed'])} partition(s)",
                                     chaos.ids, final=True))
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in chaos.root.glob("*.log"):
+                shutil.copy(log, keep_logs / log.name)
     return outcomes
 
 
@@ -253,8 +258,9 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=30.0)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--no-pg-restart", action="store_true")
+    parser.add_argument("--keep-logs", type=Path, help="copy the runs' and the daemon's logs here at the end")
     args = parser.parse_args()
-    outcomes = run(args.kills, args.slice, args.outage, args.latency, not args.no_pg_restart)
+    outcomes = run(args.kills, args.slice, args.outage, args.latency, not args.no_pg_restart, keep_logs=args.keep_logs)
     print_table(outcomes)
     raise SystemExit(0 if all(o.ok for o in outcomes) else 1)
 

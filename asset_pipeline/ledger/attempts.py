@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert
 
-from asset_pipeline.ledger.database import exclusive, history_rows
+from asset_pipeline.ledger.database import history_rows
 from asset_pipeline.ledger.schema import generation_attempts
 
 
@@ -18,7 +18,7 @@ class AttemptLog:
         self, *, run_id: str, partition_key: str, request_hash: str, model: str, attempt: int,
         failure_class: str, strategy: str, detail: str,
     ) -> None:
-        with exclusive(self.engine) as connection:
+        with self.engine.begin() as connection:  # an append: no lock
             connection.execute(
                 insert(generation_attempts).values(
                     run_id=run_id, partition_key=partition_key, request_hash=request_hash, model=model,

@@ -126,7 +126,9 @@ class BudgetLedger:
         return self._close(reservation, "release", 0, reason, prediction_id)
 
     def _close(self, reservation: Reservation, kind: str, amount: int, reason: str, prediction_id: str | None) -> bool:
-        with exclusive(self.engine) as connection:
+        # One row turns the reservation into a charge or a release, so a cap check sees it either
+        # open or closed; only two closes of the same reservation must not interleave.
+        with exclusive(self.engine, scope=f"reservation:{reservation.reservation_id}") as connection:
             closed = connection.execute(
                 select(func.count()).where(
                     budget_entries.c.reservation_id == reservation.reservation_id, budget_entries.c.kind != "reservation"
@@ -138,7 +140,7 @@ class BudgetLedger:
             return True
 
     def record_paid_request(self, reservation: Reservation, *, sha256: str, cost_usd: float) -> None:
-        with exclusive(self.engine) as connection:
+        with self.engine.begin() as connection:  # an append: no lock
             connection.execute(
                 insert(request_index).values(
                     request_hash=reservation.request_hash,

@@ -96,7 +96,7 @@ class CircuitBreaker:
         """True if this request is the trial; raise `CircuitOpen` if it may not be sent."""
         if self.state() is BreakerState.CLOSED:  # the common case: a read, no write lock
             return False
-        with exclusive(self.engine) as connection:
+        with exclusive(self.engine, scope=f"circuit:{self.provider}") as connection:
             now = datetime.now(UTC)
             state = breaker_state(self._events(connection), now, self.config)
             if state is BreakerState.OPEN:
@@ -109,7 +109,7 @@ class CircuitBreaker:
     def record(self, *, ok: bool, trial: bool) -> None:
         if ok and not trial and self._last_kind() == "success":
             return  # another success after a success changes nothing; skip the write
-        with exclusive(self.engine) as connection:
+        with exclusive(self.engine, scope=f"circuit:{self.provider}") as connection:
             now = datetime.now(UTC)
             self._add(connection, "success" if ok else "failure", now)
             if trial:

@@ -7,6 +7,7 @@ reservation transaction takes a transaction-scoped advisory lock first, with the
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from asset_pipeline.ledger.schema import metadata
 
 # Arbitrary constant naming the ledger's advisory lock in PostgreSQL.
 _ADVISORY_LOCK_KEY = 0x61737365745F70  # "asset_p"
+_SCOPED_LOCK_SPACE = 0x61737365  # "asse": the first half of the scoped locks' two-integer keys
 
 
 def ledger_engine(url: str) -> Engine:
@@ -46,11 +48,22 @@ def ledger_engine(url: str) -> Engine:
 
 
 @contextmanager
-def exclusive(engine: Engine) -> Iterator[Connection]:
-    """A transaction no other ledger transaction (any process) runs beside."""
+def exclusive(engine: Engine, scope: str | None = None) -> Iterator[Connection]:
+    """A transaction no other `exclusive` transaction of the same scope (any process) runs beside.
+
+    Without a scope it is the money lock every cap check takes (reservations). A scope, such as
+    one reservation or one provider's circuit, serialises only the transactions about that one
+    thing, so closing reservations never queues behind other runs' cap checks. Plain appends (the
+    journal, the attempt log, the request index) need no lock. On SQLite every write transaction
+    is exclusive anyway (BEGIN IMMEDIATE).
+    """
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            if scope is None:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            else:  # the two-integer key space never overlaps the one-bigint key space above
+                connection.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                                   {"space": _SCOPED_LOCK_SPACE, "key": zlib.crc32(scope.encode()) - 2**31})
         yield connection
 
 

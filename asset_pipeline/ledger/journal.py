@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select
 
 from asset_pipeline.ledger.budget_ledger import Reservation
-from asset_pipeline.ledger.database import exclusive, history_rows
+from asset_pipeline.ledger.database import history_rows
 from asset_pipeline.ledger.schema import prediction_journal
 
 # Replicate deletes prediction outputs an hour after they finish; older ones cannot be re-used.
@@ -33,7 +33,7 @@ class PredictionJournal:
         self.engine = engine
 
     def record(self, reservation: Reservation, *, prediction_id: str, status: str, detail: str | None = None) -> None:
-        with exclusive(self.engine) as connection:
+        with self.engine.begin() as connection:  # an append (readers take the newest row): no lock
             connection.execute(
                 insert(prediction_journal).values(
                     **reservation.row_values(),

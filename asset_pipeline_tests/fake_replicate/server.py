@@ -73,6 +73,11 @@ class FakeReplicateState:
 
     @property
     def bill_usd(self) -> float:
+        """What the account owes now. Like Replicate, a prediction finishes (and is billed) when its
+        time is up whether or not anyone polls it; a run killed mid-poll still pays."""
+        with self.lock:
+            for prediction in list(self.predictions.values()):
+                _advance(self, prediction)
         return self.bill_micros / 1_000_000
 
     @property
@@ -115,7 +120,9 @@ def build_app(state: FakeReplicateState) -> Starlette:
                 return problem(404, "Model not found", f"no model {model}")
             if not isinstance(inputs.get("prompt"), str) or not inputs["prompt"]:
                 return problem(422, "Invalid input", "prompt is required")
-            running = sum(1 for p in state.predictions.values() if p.status in ("starting", "processing"))
+            now = time.monotonic()  # predictions finish on time even when nobody polls them
+            running = sum(1 for p in state.predictions.values()
+                          if p.status in ("starting", "processing") and now - p.created < state.latency_s)
             if state.max_running is not None and running >= state.max_running:
                 return problem(429, "Too many requests", "throttled", {"Retry-After": "1"})
             prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
