@@ -108,6 +108,12 @@ class Chaos:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+    def wait_for_first_creation(self, process: subprocess.Popen) -> None:
+        """Until the run is up and paying for predictions (or has exited)."""
+        created_before, started = self.fake.created_total, time.monotonic()
+        while self.fake.created_total == created_before and process.poll() is None and time.monotonic() - started < 120:
+            time.sleep(0.02)
+
     def retry_failed(self) -> dict:
         """`asset-pipeline retry-failed` as an operator runs it: while the outage's circuit breaker
         is still open it refuses and says for how long, so wait that out and run it again."""
@@ -141,10 +147,13 @@ class Chaos:
             problems.append(f"after resume: charged {status.spent_total_usd:.4f} != bill {bill:.4f}")
         # A failed prediction may be followed by another (that is a retry, and free); what must never
         # happen is two predictions for one request that could both deliver, i.e. paying twice.
-        creations = max(Counter(_fingerprint(p.model, p.input) for p in self.fake.predictions.values()
-                                if p.status not in ("failed", "canceled")).values(), default=0)
+        live = Counter(_fingerprint(p.model, p.input) for p in self.fake.predictions.values()
+                       if p.status not in ("failed", "canceled"))
+        creations = max(live.values(), default=0)
         if creations > 1:
-            problems.append(f"{creations} live predictions for one request hash")
+            prompts = sorted({p.input.get("prompt", "") for p in self.fake.predictions.values()
+                              if live[_fingerprint(p.model, p.input)] > 1})
+            problems.append(f"{creations} live predictions for one request hash ({', '.join(prompts)[:200]})")
         if status.spent_today_usd + status.reserved_usd > self.cap + 1e-9:
             problems.append("the daily cap was passed")
         for png in (self.data / "images").glob("*.png") if (self.data / "images").exists() else []:
@@ -187,11 +196,8 @@ def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart
 
         for number in range(kills):
             keys = parts[1 + number]
-            created_before = fake.created_total
             process = chaos.start_run(keys)
-            started = time.monotonic()
-            while fake.created_total == created_before and process.poll() is None and time.monotonic() - started < 120:
-                time.sleep(0.02)  # the run is up and paying for predictions
+            chaos.wait_for_first_creation(process)
             moment = rng.uniform(0.0, 1.5 * latency)  # somewhere between creation, polling, download, storing
             time.sleep(moment)
             detail = f"{moment:.2f} s after the first creation"
@@ -205,7 +211,8 @@ def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart
 
         keys = parts[kills + 1]
         process = chaos.start_run(keys)
-        time.sleep(1.5 + latency / 2)
+        chaos.wait_for_first_creation(process)  # the run is paying for predictions
+        time.sleep(latency / 2)
         version = next(iter(os.listdir("/etc/postgresql")), None) if os.path.isdir("/etc/postgresql") else None
         if pg_restart and version and shutil.which("pg_ctlcluster"):
             subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,

@@ -113,7 +113,8 @@ def _produce(
             while stored is None:
                 try:
                     pending = generator.generate(request, run_id=scope.run_id, cancelled=scope.cancelled,
-                                                 on_progress=progress.step, dead_runs=frozenset(scope.dead_runs))
+                                                 on_progress=progress.step, dead_runs=frozenset(scope.dead_runs),
+                                                 is_alive=scope.run_is_alive)
                 except RequestInFlightError:
                     # Another run (a concurrent batch of the same backfill) is paying for this very
                     # image: wait for it to finish, then take its stored image as a cache hit.

@@ -6,6 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from asset_pipeline.errors import GenerationError
 from asset_pipeline.generation.progress import ProgressCallback
@@ -70,6 +71,13 @@ class ImageBackend(ABC):
 
     def check_models(self, models: list[str]) -> None:
         """Raise `ConfigurationError` if any of `models` cannot be used (e.g. has no price)."""
+
+    def find_prediction(self, request: GenerationRequest, *, created_after: datetime) -> str | None:
+        """The id of a live provider-side job for exactly `request` created after `created_after`.
+
+        Local backends create nothing remote, so there is nothing to find.
+        """
+        return None
 
     def close(self) -> None:
         """Release clients, pipelines or GPU memory. The default holds nothing."""

@@ -9,8 +9,10 @@ used: it returns `None` output when the server answers `processing` after its wa
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.fit import fit_to_png
 
 DEFAULT_REPLICATE_MODEL = "black-forest-labs/flux-schnell"
+MAX_LIST_PAGES = 20  # 2,000 predictions back: far more than one crash can leave behind
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
 
@@ -112,6 +115,32 @@ class ReplicateBackend(ImageBackend):
     def close(self) -> None:
         self._downloads.close()
 
+    def find_prediction(self, request: GenerationRequest, *, created_after: datetime) -> str | None:
+        """A run killed after Replicate created its prediction but before the journal recorded the id
+        leaves a paid prediction nobody knows about. Replicate has no idempotency key, so look for it
+        in the account's recent predictions (newest first) by model and exact input, and adopt it
+        rather than pay for the same image again. Failed and cancelled ones cannot deliver."""
+        wanted = _normalised(self.model_inputs(request, price_for(self._prices, request.model)))
+        model = model_name(request.model)
+        page = self._call(request, lambda: self._client.predictions.list())
+        for _ in range(MAX_LIST_PAGES):
+            for prediction in page.results:
+                created = _parse_time(prediction.created_at)
+                if created is not None and created < created_after:
+                    return None
+                if prediction.model != model or prediction.status in ("failed", "canceled"):
+                    continue
+                inputs = prediction.input
+                if inputs is None:  # a listing may leave inputs out; the prediction itself has them
+                    inputs = self._call(request, lambda p=prediction: self._client.predictions.get(p.id)).input
+                if _normalised(inputs or {}) == wanted:
+                    return prediction.id
+            if not page.next:
+                return None
+            cursor = page.next
+            page = self._call(request, lambda: self._client.predictions.list(cursor=cursor))
+        return None
+
     def model_inputs(self, request: GenerationRequest, price: ModelPrice) -> dict[str, Any]:
         steps = min(request.steps, price.max_steps) if price.max_steps else request.steps
         inputs: dict[str, Any] = {"prompt": request.prompt, "seed": request.seed, "num_outputs": 1,
@@ -190,3 +219,19 @@ class ReplicateBackend(ImageBackend):
                                 status=exc.status, retry_after=getattr(self._last_retry_after, "value", None)) from None
         except httpx.HTTPError as exc:
             raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None
+
+
+def _normalised(inputs: dict[str, Any]) -> str:
+    """Inputs as canonical JSON, so 7 and 7.0 or key order never hide a match."""
+    return json.dumps({key: float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+                       for key, value in inputs.items()}, sort_keys=True)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

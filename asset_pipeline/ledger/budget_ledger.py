@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select
 
-from asset_pipeline.ledger.database import exclusive, history_rows
+from asset_pipeline.ledger.database import aware, exclusive, history_rows
 from asset_pipeline.ledger.money import BudgetCaps, CapViolation, Committed, first_violation, to_micros, to_usd
-from asset_pipeline.ledger.schema import budget_entries, request_index
+from asset_pipeline.ledger.schema import budget_entries, prediction_journal, request_index
 
 
 class RequestInFlight(Exception):
@@ -167,6 +167,24 @@ class BudgetLedger:
             open_ = _open(connection)
             rows = connection.execute(select(open_).where(open_.c.request_hash == request_hash)).mappings().all()
         return [_reservation(row) for row in rows]
+
+    def unjournaled_reservations(
+        self, request_hash: str, *, run_id: str, older_than_s: float, dead_runs: frozenset[str] = frozenset()
+    ) -> list[tuple[Reservation, datetime]]:
+        """Other runs' open reservations for `request_hash` that no journaled prediction belongs to,
+        reserved more than `older_than_s` ago or held by one of `dead_runs`; with when each was made."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        journaled = select(prediction_journal.c.reservation_id).where(prediction_journal.c.request_hash == request_hash)
+        with self.engine.connect() as connection:
+            open_ = _open(connection)
+            rows = connection.execute(
+                select(open_).where(
+                    open_.c.request_hash == request_hash, open_.c.run_id != run_id,
+                    open_.c.reservation_id.not_in(journaled),
+                    or_(open_.c.created_at < cutoff, open_.c.run_id.in_(list(dead_runs))),
+                ).order_by(open_.c.id)
+            ).mappings().all()
+        return [(_reservation(row), aware(row["created_at"])) for row in rows]
 
     def status(self, caps: BudgetCaps) -> BudgetStatus:
         with self.engine.connect() as connection:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, insert, select
 
-from asset_pipeline.ledger.database import exclusive
+from asset_pipeline.ledger.database import aware, exclusive
 from asset_pipeline.ledger.schema import circuit_events
 
 
@@ -146,7 +146,7 @@ class CircuitBreaker:
             .order_by(circuit_events.c.id.desc())
             .limit(500)
         ).all()
-        return [BreakerEvent(kind, at if at.tzinfo else at.replace(tzinfo=UTC)) for kind, at in reversed(rows)]
+        return [BreakerEvent(kind, aware(at)) for kind, at in reversed(rows)]
 
     def _add(self, connection, kind: str, now: datetime) -> None:  # type: ignore[no-untyped-def]
         connection.execute(insert(circuit_events).values(provider=self.provider, kind=kind, created_at=now))

@@ -8,6 +8,7 @@ reservation transaction takes a transaction-scoped advisory lock first, with the
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,3 +76,8 @@ def history_rows(engine: Engine, table: Table, **equal: Any) -> list[dict[str, A
             query = query.where(table.c[column] == value)
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings().all()]
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every ledger time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select
 
 from asset_pipeline.ledger.budget_ledger import Reservation
-from asset_pipeline.ledger.database import history_rows
+from asset_pipeline.ledger.database import aware, history_rows
 from asset_pipeline.ledger.schema import prediction_journal
 
 # Replicate deletes prediction outputs an hour after they finish; older ones cannot be re-used.
@@ -56,7 +56,7 @@ class PredictionJournal:
         first_seen: dict[str, datetime] = {}
         for row in rows:
             latest[row["prediction_id"]] = dict(row)
-            first_seen.setdefault(row["prediction_id"], _aware(row["created_at"]))
+            first_seen.setdefault(row["prediction_id"], aware(row["created_at"]))
         now = datetime.now(UTC)
         for prediction_id in reversed(list(latest)):
             row = latest[prediction_id]
@@ -75,8 +75,3 @@ class PredictionJournal:
 
     def history(self, *, prediction_id: str | None = None) -> list[dict]:
         return history_rows(self.engine, prediction_journal, prediction_id=prediction_id)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes for timezone-aware columns; they were stored as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

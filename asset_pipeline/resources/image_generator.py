@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Literal
 
 import dagster as dg
@@ -57,6 +58,8 @@ from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
 # prediction instead of waiting; so this only has to cover reserve -> create -> journal, and a
 # reservation left behind by a killed run blocks nobody for longer than this.
 IN_FLIGHT_WINDOW_S = 60.0
+# How far the provider's clock may be behind ours when matching its predictions to a reservation.
+PROVIDER_CLOCK_SKEW = timedelta(minutes=5)
 TRIAL_VERDICT_POLL_S = 0.25  # how often a request waiting on the breaker's trial looks again
 
 
@@ -192,6 +195,7 @@ class ImageGenerator(dg.ConfigurableResource):
     def generate(
         self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None,
         on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset(),
+        is_alive: Callable[[str], bool] | None = None,
     ) -> PendingImage:
         """Render `request` within budget, retrying as each failure's class calls for.
 
@@ -204,7 +208,7 @@ class ImageGenerator(dg.ConfigurableResource):
         """
         cancelled = cancelled or threading.Event()
         if not self.active_backend.is_paid:
-            return self._attempt(request, run_id, cancelled, on_progress, dead_runs)
+            return self._attempt(request, run_id, cancelled, on_progress, dead_runs, is_alive)
         history: list[AttemptRecord] = []
         current, billed_for_failures = request, 0.0
         for number in range(1, self.max_attempts + 1):
@@ -212,7 +216,7 @@ class ImageGenerator(dg.ConfigurableResource):
             if not self.bucket.acquire(cancelled):
                 raise GenerationError(request.partition_key, "run terminated before the request was sent")
             try:
-                pending = self._attempt(current, run_id, cancelled, on_progress, dead_runs)
+                pending = self._attempt(current, run_id, cancelled, on_progress, dead_runs, is_alive)
             except GenerationError as exc:
                 classified = classify_error(exc, history)
                 if not cancelled.is_set():  # our own cancellation says nothing about the provider
@@ -273,11 +277,12 @@ class ImageGenerator(dg.ConfigurableResource):
         return AttemptLog(self.ledger.engine)
 
     def _attempt(self, request: GenerationRequest, run_id: str, cancelled: threading.Event,
-                 on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset()) -> PendingImage:
+                 on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset(),
+                 is_alive: Callable[[str], bool] | None = None) -> PendingImage:
         """One try: reserve (or re-attach), render, verify. Closes the reservation on failure."""
         backend = self.active_backend
         session = RenderSession(cancelled=cancelled, on_progress=on_progress)
-        reservation = self._reserve(request, run_id, session, dead_runs) if backend.is_paid else None
+        reservation = self._reserve(request, run_id, session, dead_runs, is_alive) if backend.is_paid else None
         created: list[str] = []
 
         def on_created(prediction_id: str) -> None:
@@ -348,13 +353,16 @@ class ImageGenerator(dg.ConfigurableResource):
                                reason="charged on a later run: the image was stored before the earlier run died")
 
     def _reserve(self, request: GenerationRequest, run_id: str, session: RenderSession,
-                 dead_runs: frozenset[str] = frozenset()) -> Reservation:
+                 dead_runs: frozenset[str] = frozenset(), is_alive: Callable[[str], bool] | None = None) -> Reservation:
         journaled = self.journal.resumable(request.request_hash)
         if journaled is not None:
             adopted = self.ledger.open_reservation(journaled.reservation_id)
             if adopted is not None:
                 session.resume_prediction_id = journaled.prediction_id
                 return adopted
+        orphan = self._adopt_unjournaled(request, run_id, session, dead_runs, is_alive)
+        if orphan is not None:
+            return orphan
         try:
             return self.ledger.reserve(
                 run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
@@ -365,6 +373,26 @@ class ImageGenerator(dg.ConfigurableResource):
             raise BudgetExhaustedError(request.partition_key, str(exc), cap=exc.violation.cap) from None
         except RequestInFlight as exc:
             raise RequestInFlightError(request.partition_key, str(exc), run_id=exc.run_id) from None
+
+    def _adopt_unjournaled(self, request: GenerationRequest, run_id: str, session: RenderSession,
+                           dead_runs: frozenset[str], is_alive: Callable[[str], bool] | None) -> Reservation | None:
+        """Another run's open reservation with no journaled prediction, older than the in-flight
+        window or held by a run known to be dead: that run died between reserving and journaling,
+        perhaps after the provider created (and will bill) a prediction. Ask the provider; carry on
+        with that prediction if it exists, else release the dead run's reservation."""
+        for reservation, reserved_at in self.ledger.unjournaled_reservations(
+            request.request_hash, run_id=run_id, older_than_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs
+        ):
+            prediction_id = self.active_backend.find_prediction(request, created_after=reserved_at - PROVIDER_CLOCK_SKEW)
+            if prediction_id is not None:
+                self.journal.record(reservation, prediction_id=prediction_id, status="created",
+                                    detail=f"found at the provider by run {run_id} after its run died")
+                session.resume_prediction_id = prediction_id
+                return reservation
+            dead = reservation.run_id in dead_runs or (is_alive is not None and not is_alive(reservation.run_id))
+            if dead:
+                self.ledger.release(reservation, reason="released: its run ended before the provider created anything")
+        return None
 
     def _close_failed(self, reservation: Reservation | None, failure: PaidFailure) -> None:
         if reservation is None:

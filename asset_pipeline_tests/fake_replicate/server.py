@@ -1,7 +1,8 @@
 """A local fake of Replicate's HTTP API (Starlette), for tests and benchmarks; never used in production.
 
 It speaks the endpoints the official client uses: `POST /v1/models/{owner}/{name}/predictions`,
-`POST /v1/predictions`, `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`, plus
+`POST /v1/predictions`, `GET /v1/predictions` (newest first, paged), `GET /v1/predictions/{id}`,
+`POST /v1/predictions/{id}/cancel`, plus
 unauthenticated output delivery under `/files/`. Errors are RFC 7807 JSON (401, 404, 422, 429 with
 `Retry-After`, 500). Predictions take `latency_s` to finish. It keeps the bill: what real Replicate
 would have charged, per model, so tests can compare it with the ledger.
@@ -24,6 +25,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
@@ -35,6 +37,8 @@ from starlette.routing import Route
 PER_IMAGE = {"black-forest-labs/flux-schnell": 0.003, "black-forest-labs/flux-dev": 0.025}
 PER_SECOND = {"stability-ai/sdxl": 0.000975}
 VERSIONS = {"abc123": "stability-ai/sdxl"}
+
+LIST_PAGE_SIZE = 100
 
 
 @dataclass
@@ -48,6 +52,7 @@ class FakePrediction:
     error: str | None = None
     predict_time: float | None = None
     billed: bool = False
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
 
 
 @dataclass
@@ -68,6 +73,7 @@ class FakeReplicateState:
     creations: Counter = field(default_factory=Counter)  # input fingerprint -> count
     bill_micros: int = 0
     create_times: list[float] = field(default_factory=list)  # monotonic time of every creation request
+    list_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
@@ -164,6 +170,24 @@ def build_app(state: FakeReplicateState) -> Starlette:
     async def get(request: Request) -> Response:
         return existing(request, lambda prediction: None)
 
+    async def list_predictions(request: Request) -> Response:
+        """GET /v1/predictions: the account's predictions, newest first, LIST_PAGE_SIZE a page."""
+        if (down := outage()) is not None:
+            return down
+        if not authorized(request):
+            return problem(401, "Unauthenticated", "Invalid token.")
+        offset = int(request.query_params.get("cursor", "0"))
+        with state.lock:
+            newest_first = list(reversed(state.predictions.values()))
+            page = newest_first[offset:offset + LIST_PAGE_SIZE]
+            for prediction in page:
+                _advance(state, prediction)
+            results = [_as_json(state, prediction) for prediction in page]
+        more = offset + LIST_PAGE_SIZE < len(newest_first)
+        state.list_requests += 1
+        return JSONResponse({"previous": None, "results": results,
+                             "next": f"{state.base_url}/v1/predictions?cursor={offset + LIST_PAGE_SIZE}" if more else None})
+
     async def cancel(request: Request) -> Response:
         return existing(request, _cancel)
 
@@ -176,6 +200,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
     return Starlette(routes=[
         Route("/v1/models/{owner}/{name}/predictions", create_for_model, methods=["POST"]),
         Route("/v1/predictions", create_for_version, methods=["POST"]),
+        Route("/v1/predictions", list_predictions, methods=["GET"]),
         Route("/v1/predictions/{id}", get, methods=["GET"]),
         Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
         Route("/files/{name}", file, methods=["GET"]),
@@ -273,7 +298,7 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
         "logs": _logs(state, prediction),
         "error": prediction.error,
         "metrics": {"predict_time": prediction.predict_time} if prediction.predict_time is not None else {},
-        "created_at": "2026-01-01T00:00:00Z",
+        "created_at": prediction.created_at,
         "urls": {
             "get": f"{state.base_url}/v1/predictions/{prediction.id}",
             "cancel": f"{state.base_url}/v1/predictions/{prediction.id}/cancel",

@@ -97,3 +97,60 @@ def test_terminating_a_run_cancels_its_predictions_and_closes_reservations(fake_
     with dg.DagsterInstance.from_config(run_env["DAGSTER_HOME"]) as instance:
         [run] = instance.get_runs()
         assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+
+
+def _replicate_generator(tmp_path: Path):
+    from asset_pipeline.resources.image_generator import ImageGenerator
+
+    return ImageGenerator(backend="replicate", replicate_api_token=os.environ["REPLICATE_API_TOKEN"],
+                          database_url=f"sqlite:///{tmp_path / 'ledger.db'}", poll_interval_s=0.02)
+
+
+def _dead_runs_reservation(generator, request):
+    return generator.ledger.reserve(run_id="dead-run", partition_key=request.partition_key,
+                                    request_hash=request.request_hash, model=request.model, amount_usd=0.003,
+                                    caps=generator.caps)
+
+
+def test_a_prediction_created_just_before_its_run_died_is_found_and_adopted(fake_replicate, tmp_path: Path) -> None:
+    """The run died after Replicate created the prediction and before the journal recorded its id."""
+    import httpx
+
+    from asset_pipeline.catalog.spec import ImageSpec
+    from asset_pipeline.generation.pricing import model_name, price_for
+
+    generator = _replicate_generator(tmp_path)
+    request = generator.request_for(ImageSpec.model_validate(
+        {"id": "img-00", "category": "icon", "prompt": "a brass key", "width": 512, "height": 512, "seed": 3}))
+    orphan = _dead_runs_reservation(generator, request)
+    inputs = generator.active_backend.model_inputs(request, price_for(generator.prices, request.model))
+    created = httpx.post(f"{fake_replicate.base_url}/v1/models/{model_name(request.model)}/predictions",
+                         json={"input": inputs}, headers={"Authorization": f"Bearer {fake_replicate.token}"})
+    lost_id = created.json()["id"]
+    # Unrelated later predictions are skipped: another prompt, and one of another seed.
+    for other in ({**inputs, "prompt": "a copper key"}, {**inputs, "seed": 4}):
+        httpx.post(f"{fake_replicate.base_url}/v1/models/{model_name(request.model)}/predictions",
+                   json={"input": other}, headers={"Authorization": f"Bearer {fake_replicate.token}"})
+
+    pending = generator.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
+    assert pending.rendered.prediction_id == lost_id and pending.reservation == orphan
+    assert fake_replicate.created_total == 3 and fake_replicate.list_requests >= 1  # no fourth prediction
+    generator.settle(pending, sha256="0" * 64)
+    status = generator.ledger.status(BudgetCaps(10, 10, 10))
+    assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd - 0.006)
+
+
+def test_a_dead_runs_reservation_without_a_prediction_is_released(fake_replicate, tmp_path: Path) -> None:
+    from asset_pipeline.catalog.spec import ImageSpec
+
+    generator = _replicate_generator(tmp_path)
+    request = generator.request_for(ImageSpec.model_validate(
+        {"id": "img-00", "category": "icon", "prompt": "a brass key", "width": 512, "height": 512, "seed": 3}))
+    orphan = _dead_runs_reservation(generator, request)
+    # What image production does after RequestInFlightError: it found the holder's run dead.
+    pending = generator.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
+    assert fake_replicate.created_total == 1 and pending.reservation != orphan
+    generator.settle(pending, sha256="0" * 64)
+    assert generator.ledger.open_reservation(orphan.reservation_id) is None  # released, not left counting
+    status = generator.ledger.status(BudgetCaps(10, 10, 10))
+    assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
