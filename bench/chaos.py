@@ -171,12 +171,27 @@ class Chaos:
         stored = sum(1 for key in keys if key in statuses.materialized)
         failed = sum(1 for key in keys if key in statuses.failed and key not in statuses.materialized)
         unfinished = len(keys) - stored - failed
+        if unfinished:  # every partition must end stored or failed with a reason
+            with dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"]) as instance:
+                problems.append("neither stored nor failed: " + ", ".join(
+                    f"{key} ({statuses.status_of(key)}; runs {_runs_of(instance, key)})"
+                    for key in keys if key not in statuses.materialized and key not in statuses.failed))
         if final and stored != len(keys):
-            reasons = [line.strip()[-200:] for line in self.runs_log.read_text(errors="replace").splitlines()
-                       if "failed:" in line and "partition" in line][-3:]
+            lines = "\n".join(log.read_text(errors="replace") for log in self.root.glob("*.log")).splitlines()
+            reasons = sorted({line.split(" failed: ", 1)[1][:200] for line in lines
+                              if " failed: " in line and any(f"partition {key} " in line for key in keys
+                                                            if key not in statuses.materialized)})[:3]
             problems.append(f"after resume {len(keys) - stored} partition(s) are not stored: {reasons}")
         return Outcome(trial, detail, stored, failed, unfinished, status.spent_total_usd, status.reserved_usd, bill,
                        creations, problems)
+
+
+def _runs_of(instance: dg.DagsterInstance, key: str) -> str:
+    """The statuses of the runs whose partition range covered `key`, oldest first."""
+    runs = [run for run in instance.get_runs(limit=200)
+            if run.tags.get("dagster/asset_partition_range_start", "~") <= key <= run.tags.get("dagster/asset_partition_range_end", "")
+            or run.tags.get("dagster/partition") == key]
+    return ", ".join(run.status.value for run in reversed(runs)) or "none"
 
 
 def run(kills: int, slice_size: int, outage_s: float, latency: float, pg_restart: bool, seed: int = 7,
