@@ -12,6 +12,7 @@ import pytest
 import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
+from asset_pipeline.instance_storage import PooledPostgresEventLogStorage
 from asset_pipeline_tests.postgres import fresh_database
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
@@ -24,6 +25,7 @@ def test_the_instance_config_loads_on_postgresql_with_a_queued_coordinator(tmp_p
         shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
         with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
             coordinator = instance.run_coordinator
             assert isinstance(coordinator, QueuedRunCoordinator)
             concurrency = instance.get_concurrency_config()
