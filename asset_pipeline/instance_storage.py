@@ -29,13 +29,13 @@ POOL_MAX_OVERFLOW = 8
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
                  inst_data: ConfigurableClassData | None = None, token_provider: Any = None):
+        self._tables_seen: set[str] = set()
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._engine.dispose()
         self._engine = create_pg_engine(
             self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT", pool_size=1,
             max_overflow=POOL_MAX_OVERFLOW, pool_recycle=POOL_RECYCLE_S, pool_pre_ping=True,
         )
-        self._tables_seen: set[str] = set()
 
     @classmethod
     def from_config_value(
