@@ -7,7 +7,7 @@ SAMPLE_SIZE ?= 10
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test dev instance venv browser hub bench clean
+.PHONY: demo test dev instance venv browser hub bench bench-scale clean
 
 venv: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ bench: venv instance
 	$(BIN)/python bench/replicate_faults.py
 	$(BIN)/python bench/diffusers_progress.py
 	$(BIN)/python bench/hub_fanout.py
+
+# The full-scale proofs on PostgreSQL (chaos restarts the server: run nothing else beside it).
+bench-scale: venv
+	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -72,8 +72,10 @@ class ImageBackend(ABC):
     def check_models(self, models: list[str]) -> None:
         """Raise `ConfigurationError` if any of `models` cannot be used (e.g. has no price)."""
 
-    def find_prediction(self, request: GenerationRequest, *, created_after: datetime) -> str | None:
-        """The id of a live provider-side job for exactly `request` created after `created_after`.
+    def find_prediction(self, request: GenerationRequest, *, created_after: datetime,
+                        exclude: frozenset[str] = frozenset()) -> str | None:
+        """The id of a live provider-side job for exactly `request` created after `created_after`,
+        other than the `exclude`d ones (already journaled for a reservation).
 
         Local backends create nothing remote, so there is nothing to find.
         """

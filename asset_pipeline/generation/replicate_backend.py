@@ -115,7 +115,8 @@ class ReplicateBackend(ImageBackend):
     def close(self) -> None:
         self._downloads.close()
 
-    def find_prediction(self, request: GenerationRequest, *, created_after: datetime) -> str | None:
+    def find_prediction(self, request: GenerationRequest, *, created_after: datetime,
+                        exclude: frozenset[str] = frozenset()) -> str | None:
         """A run killed after Replicate created its prediction but before the journal recorded the id
         leaves a paid prediction nobody knows about. Replicate has no idempotency key, so look for it
         in the account's recent predictions (newest first) by model and exact input, and adopt it
@@ -128,7 +129,7 @@ class ReplicateBackend(ImageBackend):
                 created = _parse_time(prediction.created_at)
                 if created is not None and created < created_after:
                     return None
-                if prediction.model != model or prediction.status in ("failed", "canceled"):
+                if prediction.model != model or prediction.status in ("failed", "canceled") or prediction.id in exclude:
                     continue
                 inputs = prediction.input
                 if inputs is None:  # a listing may leave inputs out; the prediction itself has them

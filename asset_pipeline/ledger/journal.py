@@ -64,6 +64,13 @@ class PredictionJournal:
                 return JournaledPrediction(prediction_id, row["reservation_id"], row["status"], first_seen[prediction_id])
         return None
 
+    def prediction_ids(self, request_hash: str) -> frozenset[str]:
+        """Every prediction ever journaled for `request_hash`."""
+        with self.engine.connect() as connection:
+            return frozenset(connection.execute(
+                select(prediction_journal.c.prediction_id).where(prediction_journal.c.request_hash == request_hash)
+            ).scalars())
+
     def latest_status(self, reservation_id: str) -> str | None:
         with self.engine.connect() as connection:
             return connection.execute(

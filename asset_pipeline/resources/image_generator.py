@@ -383,7 +383,10 @@ class ImageGenerator(dg.ConfigurableResource):
         for reservation, reserved_at in self.ledger.unjournaled_reservations(
             request.request_hash, run_id=run_id, older_than_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs
         ):
-            prediction_id = self.active_backend.find_prediction(request, created_after=reserved_at - PROVIDER_CLOCK_SKEW)
+            prediction_id = self.active_backend.find_prediction(
+                request, created_after=reserved_at - PROVIDER_CLOCK_SKEW,
+                exclude=self.journal.prediction_ids(request.request_hash),  # each is paid for by one reservation
+            )
             if prediction_id is not None:
                 self.journal.record(reservation, prediction_id=prediction_id, status="created",
                                     detail=f"found at the provider by run {run_id} after its run died")

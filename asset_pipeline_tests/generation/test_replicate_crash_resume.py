@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -132,6 +133,9 @@ def test_a_prediction_created_just_before_its_run_died_is_found_and_adopted(fake
         httpx.post(f"{fake_replicate.base_url}/v1/models/{model_name(request.model)}/predictions",
                    json={"input": other}, headers={"Authorization": f"Bearer {fake_replicate.token}"})
 
+    backend = generator.active_backend
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert backend.find_prediction(request, created_after=since, exclude=frozenset({lost_id})) is None  # journaled ones
     pending = generator.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
     assert pending.rendered.prediction_id == lost_id and pending.reservation == orphan
     assert fake_replicate.created_total == 3 and fake_replicate.list_requests >= 1  # no fourth prediction
