@@ -105,6 +105,7 @@ def main() -> None:
     if not ready.wait(300):
         raise RuntimeError("subscribers did not connect")
     cpu_before, started = proc_cpu_seconds(hub.pid), time.monotonic()
+    clients_cpu_before = proc_cpu_seconds(clients.pid)
     with httpx.Client(base_url=base) as http:
         for index in range(expected):
             target = started + index / args.rate
@@ -115,6 +116,7 @@ def main() -> None:
             http.post("/api/events", json=event)
     publish_s = time.monotonic() - started
     received, latencies = done.get(timeout=expected / 10 + 180)
+    clients_cpu = proc_cpu_seconds(clients.pid) - clients_cpu_before
     clients.join(30)
     cpu = proc_cpu_seconds(hub.pid) - cpu_before
     status = httpx.get(base + "/api/status").json()
@@ -130,6 +132,8 @@ def main() -> None:
     print(f"  latency publish->receive  p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms "
           f"(target p99 <= 100 ms)")
     print(f"  hub CPU {cpu:.1f} s over {publish_s:.1f} s ({100 * cpu / publish_s:.0f}% of one core), peak RSS {peak:.0f} MiB")
+    print(f"  subscribers' process CPU {clients_cpu:.1f} s ({100 * clients_cpu / publish_s:.0f}% of one core; "
+          f"{os.cpu_count()} cores in all)")
 
 
 if __name__ == "__main__":

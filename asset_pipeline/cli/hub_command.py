@@ -20,7 +20,7 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     """
     import uvicorn
 
-    from asset_pipeline.hub.server import MAX_FRAME_BYTES, WS_IMPLEMENTATION, HubConfig, build_hub_app
+    from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.hub.startup import initial_state, spend_source
     from asset_pipeline.settings import load_settings
 
@@ -31,5 +31,4 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     config = HubConfig(token=token, ping_interval_s=ping_interval, image_root=settings.data_dir,
                        spend_source=spend_source(settings))
     click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'})", err=True)
-    uvicorn.run(build_hub_app(config, state), host=host, port=port, ws_max_size=MAX_FRAME_BYTES,
-                log_level="warning", lifespan="on", ws=WS_IMPLEMENTATION)
+    uvicorn.run(build_hub_app(config, state), host=host, port=port, log_level="warning", lifespan="on", **WS_OPTIONS)

@@ -52,6 +52,9 @@ DASHBOARD = Path(__file__).parent / "dashboard"
 MAX_FRAME_BYTES = 64 * 1024
 # uvicorn's sans-I/O websockets protocol: about 5% less CPU per delivered message than the legacy one.
 WS_IMPLEMENTATION = "websockets-sansio"
+# uvicorn's WebSocket options for the hub. Per-message deflate is off: messages are a few hundred
+# bytes, and compressing each one once per subscriber cost more CPU than all the rest of a delivery.
+WS_OPTIONS = {"ws": WS_IMPLEMENTATION, "ws_max_size": MAX_FRAME_BYTES, "ws_per_message_deflate": False}
 MAX_PUBLISH_BYTES = 4 * 1024 * 1024
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009

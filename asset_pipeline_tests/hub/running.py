@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-from asset_pipeline.hub.server import MAX_FRAME_BYTES, WS_IMPLEMENTATION, Hub, HubConfig, build_hub_app
+from asset_pipeline.hub.server import WS_OPTIONS, Hub, HubConfig, build_hub_app
 from asset_pipeline.hub.state import HubState
 from asset_pipeline_tests.serving import serving
 
@@ -42,7 +42,7 @@ class RunningHub:
 @contextmanager
 def running_hub(config: HubConfig | None = None, state: HubState | None = None) -> Iterator[RunningHub]:
     app = build_hub_app(config or HubConfig(), state)
-    with serving(app, ws_max_size=MAX_FRAME_BYTES, ws=WS_IMPLEMENTATION) as url:
+    with serving(app, **WS_OPTIONS) as url:
         yield RunningHub(url, app.state.hub)
 
 
