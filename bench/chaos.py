@@ -17,6 +17,7 @@ After the resume every partition is stored and charges equal the bill exactly.
 
     .venv/bin/python bench/chaos.py [--kills 20] [--slice 8] [--outage 30]      # full size
     .venv/bin/python bench/chaos.py --kills 3 --slice 4 --outage 5               # CI size
+    .venv/bin/python bench/chaos.py --keep-logs /tmp/chaos-logs                  # keep the runs' and daemon's logs
 """
 
 import argparse
@@ -168,14 +169,13 @@ class Chaos:
             from asset_pipeline.partition_status import partition_statuses
 
             statuses = partition_statuses(instance, IMAGES, image_partitions(load_catalog(self.env["ASSET_PIPELINE_CATALOG"])))
+            neither = [key for key in keys if key not in statuses.materialized and key not in statuses.failed]
+            if neither:  # every partition must end stored or failed with a reason
+                problems.append("neither stored nor failed: " + ", ".join(
+                    f"{key} ({statuses.status_of(key)}; runs {_runs_of(instance, key)})" for key in neither))
         stored = sum(1 for key in keys if key in statuses.materialized)
         failed = sum(1 for key in keys if key in statuses.failed and key not in statuses.materialized)
-        unfinished = len(keys) - stored - failed
-        if unfinished:  # every partition must end stored or failed with a reason
-            with dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"]) as instance:
-                problems.append("neither stored nor failed: " + ", ".join(
-                    f"{key} ({statuses.status_of(key)}; runs {_runs_of(instance, key)})"
-                    for key in keys if key not in statuses.materialized and key not in statuses.failed))
+        unfinished = len(neither)
         if final and stored != len(keys):
             lines = "\n".join(log.read_text(errors="replace") for log in self.root.glob("*.log")).splitlines()
             reasons = sorted({line.split(" failed: ", 1)[1][:200] for line in lines
