@@ -1,4 +1,8 @@
-"""Subscribers and fan-out: one bounded queue per client, so a slow client never slows the others."""
+"""Subscribers and fan-out: one bounded queue per client, so a slow client never slows the others.
+
+A queue is bounded both in messages and in characters: a client that stops reading is cut off
+(1013, it may reconnect and resume) before it holds more than `max_chars` of the hub's memory.
+"""
 
 from __future__ import annotations
 
@@ -19,29 +23,33 @@ class Subscriber:
     websocket: WebSocket
     channel: str
     queue: asyncio.Queue[str | None]
+    max_chars: int = 8 * 1024 * 1024
+    queued_chars: int = 0
     last_seen: float = field(default_factory=time.monotonic)
     closing: bool = False
     sender: asyncio.Task | None = None
 
     def offer(self, text: str) -> bool:
         """Queue one message without waiting; False when the client's queue is full."""
-        if self.closing:
+        if self.closing or (self.queued_chars + len(text) > self.max_chars and not self.queue.empty()):
             return False
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
             return False
+        self.queued_chars += len(text)
         return True
 
 
 class Subscribers:
-    def __init__(self, counters: HubCounters, queue_size: int):
+    def __init__(self, counters: HubCounters, queue_size: int, queue_chars: int = 8 * 1024 * 1024):
         self._by_channel: dict[str, set[Subscriber]] = defaultdict(set)
         self._counters = counters
         self._queue_size = queue_size
+        self._queue_chars = queue_chars
 
     def add(self, websocket: WebSocket, channel: str) -> Subscriber:
-        subscriber = Subscriber(websocket, channel, asyncio.Queue(maxsize=self._queue_size))
+        subscriber = Subscriber(websocket, channel, asyncio.Queue(maxsize=self._queue_size), self._queue_chars)
         self._by_channel[channel].add(subscriber)
         return subscriber
 

@@ -4,10 +4,16 @@ Publishers POST `progress` and `run_event` bodies (without `seq`/`timestamp`) to
 the hub stamps each with a hub-wide `seq` and a UTC `timestamp` and sends it to every channel it
 concerns. Subscribers also receive `connection`, `snapshot`, `error`, `ping` and `pong`, and may
 send `resume`, `ping` and `pong`.
+
+Bodies are parsed by pydantic's own JSON parser (`validate_json`), which bounds nesting depth
+(`recursion limit exceeded`), refuses numbers too large for their type and, with
+`allow_inf_nan=False`, every NaN / Infinity (`Input should be a finite number`): a browser's
+`JSON.parse` accepts none of those, so the hub never stores or sends them.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -19,10 +25,13 @@ PARTITION_KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,78}[a-z0-9])?$"  # the catalo
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
 PartitionKey = Annotated[str, Field(pattern=PARTITION_KEY_PATTERN)]
+HUB_ID_PATTERN = r"^[0-9a-f]{1,32}$"
+MAX_SEQ = 2**53 - 1  # the largest integer a browser's JSON.parse keeps exact
+MAX_STEPS = 1_000_000
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProgressEvent(_Message):
@@ -33,8 +42,8 @@ class ProgressEvent(_Message):
     partition_key: PartitionKey
     status: ProgressStatus
     stage: str | None = Field(default=None, max_length=40)
-    current_step: int | None = Field(default=None, ge=0)
-    total_steps: int | None = Field(default=None, ge=0)
+    current_step: int | None = Field(default=None, ge=0, le=MAX_STEPS)
+    total_steps: int | None = Field(default=None, ge=0, le=MAX_STEPS)
     percentage: float | None = Field(default=None, ge=0, le=100)
     elapsed_s: float | None = Field(default=None, ge=0)
     eta_s: float | None = Field(default=None, ge=0)
@@ -69,8 +78,11 @@ PUBLISHED_BATCH = TypeAdapter(list[PublishedEvent])
 
 
 class ResumeRequest(_Message):
+    """Send what followed `after_seq`; `hub_id` (from `connection`) tells whether that seq is this hub's."""
+
     type: Literal["resume"]
-    after_seq: int = Field(ge=0)
+    after_seq: int = Field(ge=0, le=MAX_SEQ)
+    hub_id: str | None = Field(default=None, pattern=HUB_ID_PATTERN)
 
 
 class ClientPing(_Message):
@@ -81,6 +93,13 @@ ClientMessage = Annotated[ResumeRequest | ClientPing, Field(discriminator="type"
 CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 
 
+def published_events(body: bytes) -> list[ProgressEvent | RunEvent]:
+    """The events of a POST body (one event or a list); raises pydantic's ValidationError."""
+    if body.lstrip()[:1] == b"[":
+        return PUBLISHED_BATCH.validate_json(body)
+    return [PUBLISHED.validate_json(body)]
+
+
 def utc_timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -88,3 +107,8 @@ def utc_timestamp() -> str:
 def envelope(seq: int, body: dict[str, Any]) -> dict[str, Any]:
     """A message as subscribers receive it: the body with `seq` and `timestamp` first."""
     return {"type": body["type"], "seq": seq, "timestamp": utc_timestamp(), **body}
+
+
+def encode(message: dict[str, Any]) -> str:
+    """A message as sent on the wire; refuses NaN and Infinity (`allow_nan=False`) instead of sending them."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)

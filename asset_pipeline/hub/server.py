@@ -5,19 +5,20 @@
     WS   /ws/partitions/{key}         one image's progress and lifecycle events
     POST /api/events                  publishers: one event or a list
     GET  /api/status                  connections, channels, counters
+    GET  /api/partitions?after=K&limit=N  every partition's latest state, paged by key
     GET  /healthz                     liveness
     GET  /images/{key}                the stored image of a partition (for the gallery)
     GET  /                            the dashboard page
 
-A subscriber may connect with `?after_seq=N` (or send `{"type": "resume", "after_seq": N}`) to
-receive what it missed instead of a snapshot.
+A subscriber may connect with `?after_seq=N&hub_id=H` (or send `{"type": "resume", "after_seq": N,
+"hub_id": H}`) to receive what it missed instead of a snapshot; a seq this hub process cannot
+vouch for (another `hub_id`, older than its history, not yet issued) gets a gap snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -39,13 +40,13 @@ from asset_pipeline.hub.connections import Subscriber, Subscribers
 from asset_pipeline.hub.messages import (
     CLIENT_MESSAGE,
     PARTITION_KEY_PATTERN,
-    PUBLISHED,
-    PUBLISHED_BATCH,
     RUN_ID_PATTERN,
     ResumeRequest,
+    encode,
     envelope,
+    published_events,
 )
-from asset_pipeline.hub.state import MONITOR, HubState, partition_channel, run_channel
+from asset_pipeline.hub.state import MONITOR, HubState, finite_only, partition_channel, run_channel
 from asset_pipeline.storage.paths import inside_root
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -58,6 +59,8 @@ WS_OPTIONS = {"ws": WS_IMPLEMENTATION, "ws_max_size": MAX_FRAME_BYTES, "ws_per_m
 MAX_PUBLISH_BYTES = 4 * 1024 * 1024
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
+MAX_PAGE = 1000
+_RESUME_QUERY = TypeAdapter(ResumeRequest)
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 _PARTITION_KEY = re.compile(PARTITION_KEY_PATTERN)
 
@@ -66,8 +69,12 @@ _PARTITION_KEY = re.compile(PARTITION_KEY_PATTERN)
 class HubConfig:
     token: str | None = None
     ping_interval_s: float = 20.0
-    client_queue_size: int = 2000
+    client_queue_size: int = 2000  # messages waiting for one subscriber ...
+    client_queue_bytes: int = 8 * 1024 * 1024  # ... and their characters; past either it is cut (1013)
     history_size: int = 10_000
+    max_partitions: int = 20_000  # partitions and runs remembered; the least recently updated
+    max_runs: int = 1_000  # finished ones are forgotten first
+    snapshot_partitions: int = 1_000  # partitions in a monitor snapshot (the most recent)
     image_root: Path | None = None  # the image store, for the gallery
     spend_source: Callable[[], dict[str, Any] | None] | None = None  # read in a thread
     spend_interval_s: float = 5.0
@@ -78,8 +85,9 @@ class Hub:
 
     def __init__(self, config: HubConfig, state: HubState | None = None):
         self.config = config
-        self.state = state or HubState(history_size=config.history_size)
-        self.subscribers = Subscribers(self.state.counters, config.client_queue_size)
+        self.state = state or HubState(history_size=config.history_size, max_partitions=config.max_partitions,
+                                       max_runs=config.max_runs, snapshot_partitions=config.snapshot_partitions)
+        self.subscribers = Subscribers(self.state.counters, config.client_queue_size, config.client_queue_bytes)
         self.started_at = time.time()
 
     def publish(self, events: list) -> dict[str, int]:
@@ -94,11 +102,12 @@ class Hub:
         return {"accepted": accepted, "duplicates": duplicates, "seq": self.state.seq}
 
     def direct(self, subscriber: Subscriber, body: dict[str, Any]) -> None:
-        subscriber.offer(json.dumps(envelope(self.state.next_seq(), body), separators=(",", ":")))
+        subscriber.offer(encode(envelope(self.state.next_seq(), body)))
 
     def status(self) -> dict[str, Any]:
         counters = self.state.counters
         return {
+            "hub_id": self.state.hub_id,
             "connections": self.subscribers.count,
             "channels": self.subscribers.by_channel(),
             "events_received": counters.events_received,
@@ -106,9 +115,12 @@ class Hub:
             "duplicates_ignored": counters.duplicates_ignored,
             "dropped": counters.dropped_messages,
             "slow_clients_disconnected": counters.slow_clients_disconnected,
+            "gap_snapshots": counters.gap_snapshots,
             "seq": self.state.seq,
             "partitions_known": len(self.state.partitions),
             "runs_known": len(self.state.runs),
+            "partitions_forgotten": self.state.partitions.evicted,
+            "runs_forgotten": self.state.runs.evicted,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
@@ -130,7 +142,7 @@ class Hub:
             return
         while True:
             with contextlib.suppress(Exception):  # a ledger that cannot be read leaves the last figure
-                self.state.spend = await asyncio.to_thread(source)
+                self.state.spend = finite_only(await asyncio.to_thread(source))
             await asyncio.sleep(self.config.spend_interval_s)
 
 
@@ -143,20 +155,32 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     async def publish(request: Request) -> Response:
         if not allowed(request):
             return JSONResponse({"error": "missing or wrong token"}, status_code=401)
-        body = await request.body()
-        if len(body) > MAX_PUBLISH_BYTES:
+        body = await limited_body(request, MAX_PUBLISH_BYTES)
+        if body is None:
             return JSONResponse({"error": f"body over {MAX_PUBLISH_BYTES} bytes"}, status_code=413)
         try:
-            document = json.loads(body)
-            events = PUBLISHED_BATCH.validate_python(document) if isinstance(document, list) \
-                else [PUBLISHED.validate_python(document)]
-        except json.JSONDecodeError as exc:
-            return JSONResponse({"error": f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"},
-                                status_code=400)
+            events = published_events(body)
         except ValidationError as exc:
-            problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
+            errors = exc.errors(include_input=False, include_url=False)
+            if errors[0]["type"] == "json_invalid":  # syntax, nesting too deep, a number out of range
+                return JSONResponse({"error": "malformed JSON: " + errors[0]["msg"].removeprefix("Invalid JSON: ")},
+                                    status_code=400)
+            problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors[:20]]
             return JSONResponse({"error": "invalid event", "problems": problems}, status_code=422)
         return JSONResponse(hub.publish(events))
+
+    async def partitions(request: Request) -> Response:
+        """Every partition's latest state, by key, `limit` at a time: what a bounded snapshot left out."""
+        if not allowed(request):
+            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
+        after = request.query_params.get("after", "")
+        limit = request.query_params.get("limit", str(MAX_PAGE))
+        if len(after) > 80 or not limit.isascii() or not limit.isdigit() or not 1 <= int(limit[:5]) <= MAX_PAGE:
+            return JSONResponse({"error": f"after: a partition key; limit: 1 to {MAX_PAGE}"}, status_code=400)
+        page = hub.state.partitions.page(after, int(limit))
+        more = len(page) == int(limit) and page[-1]["partition_key"] != max(hub.state.partitions, default="")
+        return JSONResponse({"partitions": page, "total": len(hub.state.partitions),
+                             "next_after": page[-1]["partition_key"] if more else None})
 
     async def status(request: Request) -> Response:
         if not allowed(request):
@@ -201,17 +225,24 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             return
         await websocket.accept()
         if channel is None:
-            await websocket.send_json(envelope(hub.state.next_seq(), {
-                "type": "error", "code": "invalid_channel", "message": f"invalid {what}"}))
-            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="invalid channel")
+            await refuse(websocket, "invalid_channel", f"invalid {what}")
             return
+        resume = None
+        if "after_seq" in websocket.query_params:
+            try:
+                resume = _RESUME_QUERY.validate_python({"type": "resume", **{
+                    name: websocket.query_params[name][:40] for name in ("after_seq", "hub_id")
+                    if name in websocket.query_params}})
+            except ValidationError as exc:
+                await refuse(websocket, "invalid", f"{_problem(exc)} (after_seq: 0 to 2**53-1, hub_id: hex)")
+                return
         subscriber = hub.subscribers.add(websocket, channel)
-        hub.direct(subscriber, {"type": "connection", "channel": channel, "ping_interval_s": config.ping_interval_s})
-        after_seq = websocket.query_params.get("after_seq")
-        if after_seq is not None and after_seq.isdigit():
-            _resume(subscriber, int(after_seq))
+        hub.direct(subscriber, {"type": "connection", "channel": channel, "hub_id": hub.state.hub_id,
+                                "ping_interval_s": config.ping_interval_s})
+        if resume is not None:
+            _resume(subscriber, resume)
         else:
-            subscriber.offer(json.dumps(hub.state.snapshot(channel, connections=hub.subscribers.count)))
+            subscriber.offer(encode(hub.state.snapshot(channel, connections=hub.subscribers.count)))
         subscriber.sender = asyncio.create_task(_send(subscriber))
         try:
             await _receive(subscriber)
@@ -220,11 +251,17 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
                 hub.subscribers.remove(subscriber)
             subscriber.sender.cancel()
 
-    def _resume(subscriber: Subscriber, after_seq: int) -> None:
-        missed = hub.state.replay(subscriber.channel, after_seq)
+    async def refuse(websocket: WebSocket, code: str, message: str) -> None:
+        """An `error` message, then a policy-violation close frame."""
+        await websocket.send_text(encode(envelope(hub.state.next_seq(), {
+            "type": "error", "code": code, "message": message})))
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=code)
+
+    def _resume(subscriber: Subscriber, request: ResumeRequest) -> None:
+        missed = hub.state.replay(subscriber.channel, request.after_seq, request.hub_id)
         if missed is None:
             snapshot = hub.state.snapshot(subscriber.channel, connections=hub.subscribers.count, gap=True)
-            subscriber.offer(json.dumps(snapshot))
+            subscriber.offer(encode(snapshot))
             return
         for text in missed:
             if not subscriber.offer(text):
@@ -236,6 +273,7 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.CancelledError):
             while True:
                 text = await subscriber.queue.get()
+                subscriber.queued_chars -= len(text)
                 await subscriber.websocket.send_text(text)
                 counters.events_delivered += 1
 
@@ -260,20 +298,18 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             handle_client_message(subscriber, text)
 
     def handle_client_message(subscriber: Subscriber, text: str) -> None:
+        """Parsed by pydantic's JSON parser: depth, number size and every field are checked, never raised."""
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            hub.direct(subscriber, {"type": "error", "code": "malformed_json", "message": f"malformed JSON: {exc.msg}"})
-            return
-        try:
-            message = CLIENT_MESSAGE.validate_python(document)
-        except ValidationError:
-            kind = document.get("type") if isinstance(document, dict) else None
-            hub.direct(subscriber, {"type": "error", "code": "unknown_type" if kind not in ("resume",) else "invalid",
-                                    "message": f"expected resume (with after_seq), ping or pong; got {str(kind)[:40]!r}"})
+            message = CLIENT_MESSAGE.validate_json(text)
+        except ValidationError as exc:
+            kind = exc.errors(include_url=False)[0]["type"]
+            code = {"json_invalid": "malformed_json", "union_tag_invalid": "unknown_type",
+                    "union_tag_not_found": "unknown_type", "model_attributes_type": "unknown_type"}.get(kind, "invalid")
+            hub.direct(subscriber, {"type": "error", "code": code,
+                                    "message": f"{_problem(exc)}; expected resume (after_seq, hub_id), ping or pong"})
             return
         if isinstance(message, ResumeRequest):
-            _resume(subscriber, message.after_seq)
+            _resume(subscriber, message)
         elif message.type == "ping":
             hub.direct(subscriber, {"type": "pong"})
 
@@ -292,6 +328,7 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             Route("/healthz", healthz),
             Route("/api/status", status),
             Route("/api/events", publish, methods=["POST"]),
+            Route("/api/partitions", partitions),
             Route("/images/{partition_key}", image),
             WebSocketRoute("/ws/monitor", monitor),
             WebSocketRoute("/ws/runs/{run_id}", run),
@@ -302,3 +339,25 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     )
     app.state.hub = hub
     return app
+
+
+async def limited_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to pass `limit` bytes: a declared
+    Content-Length is checked before reading, a chunked body while it streams, so an oversized
+    upload never sits in memory (Starlette's `request.body()` has no limit)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _problem(exc: ValidationError) -> str:
+    """The first problem of a validation error, in one short line (the input is never echoed)."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return (f"{where}: " if where else "") + error["msg"][:200]

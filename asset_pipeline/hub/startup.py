@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.hub.state import HubState
 from asset_pipeline.settings import PipelineSettings
 
+# variable -> (HubState field, default, smallest allowed)
+LIMIT_VARIABLES = {
+    "ASSET_PIPELINE_HUB_MAX_PARTITIONS": ("max_partitions", 20_000, 1),
+    "ASSET_PIPELINE_HUB_MAX_RUNS": ("max_runs", 1_000, 1),
+    "ASSET_PIPELINE_HUB_SNAPSHOT_PARTITIONS": ("snapshot_partitions", 1_000, 0),
+}
 
-def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None]) -> HubState:
-    state = HubState()
+
+def state_limits(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The hub's memory bounds from the environment; ConfigurationError names a bad variable."""
+    environ = os.environ if environ is None else environ
+    limits = {}
+    for variable, (name, default, smallest) in LIMIT_VARIABLES.items():
+        text = environ.get(variable, "").strip()
+        if not text:
+            limits[name] = default
+            continue
+        if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= smallest):
+            raise ConfigurationError(variable, f"expected a whole number from {smallest} to 999999999, got {text[:20]!r}")
+        limits[name] = int(text)
+    return limits
+
+
+def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None], **limits: int) -> HubState:
+    state = HubState(**limits)
     home = os.environ.get("DAGSTER_HOME")
     if not home or not os.path.isdir(home):
         echo("DAGSTER_HOME is not an instance directory: starting with an empty state")

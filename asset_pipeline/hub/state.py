@@ -3,16 +3,29 @@
 Everything runs on the server's event loop, so accepting an event, numbering it and building a
 snapshot are atomic with respect to each other: a snapshot numbered `seq` reflects exactly the
 events numbered below it, which is what makes `resume` after a snapshot lossless.
+
+Memory is bounded whatever publishers send: at most `max_partitions` partitions and `max_runs` runs
+(see `latest.py`), a fixed history, a fixed set of remembered event ids, a few check results per
+partition, and monitor snapshots carrying counts plus only the `snapshot_partitions` most recent
+partitions (the rest are paged through `GET /api/partitions`).
+
+Numbering survives restarts: each process starts its `seq` at milliseconds since the epoch × 1000
+(a restarted hub continues above its predecessor unless that one published a million events a
+second) and has a random `hub_id`. A resume from another `hub_id`, or from a seq this process never
+issued, gets a gap snapshot instead of a silent, empty replay.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import secrets
+import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from asset_pipeline.hub.messages import ProgressEvent, RunEvent, envelope
+from asset_pipeline.hub.latest import BoundedLatest
+from asset_pipeline.hub.messages import ProgressEvent, RunEvent, encode, envelope
 
 MONITOR = "monitor"
 ACTIVE_RUN_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
@@ -21,6 +34,15 @@ RUN_STATUS_FOR_EVENT = {
     "PIPELINE_SUCCESS": "SUCCESS", "PIPELINE_FAILURE": "FAILURE", "PIPELINE_CANCELING": "CANCELING",
     "PIPELINE_CANCELED": "CANCELED",
 }
+FINISHED_PARTITION_STATUSES = {"completed", "failed", "cached", "skipped"}
+FINISHED_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
+MAX_CHECKS_PER_PARTITION = 20
+MAX_ACTIVE_RUNS_IN_SNAPSHOT = 100
+
+
+def initial_seq() -> int:
+    """Where a new hub process starts numbering: milliseconds since the epoch × 1000 (< 2**53 until 2255)."""
+    return time.time_ns() // 1_000_000 * 1000
 
 
 def run_channel(run_id: str) -> str:
@@ -47,21 +69,41 @@ class HubCounters:
     duplicates_ignored: int = 0
     dropped_messages: int = 0
     slow_clients_disconnected: int = 0
+    gap_snapshots: int = 0
+
+
+def finite_only(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (for figures the hub did not validate)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_only(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_only(item) for item in value]
+    return value
 
 
 @dataclass
 class HubState:
     history_size: int = 10_000
-    seq: int = 0
-    partitions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_partitions: int = 20_000
+    max_runs: int = 1_000
+    snapshot_partitions: int = 1_000
+    seq: int = field(default_factory=initial_seq)
+    hub_id: str = field(default_factory=lambda: secrets.token_hex(8))
     spend: dict[str, Any] | None = None
     counters: HubCounters = field(default_factory=HubCounters)
 
     def __post_init__(self) -> None:
+        self.partitions = BoundedLatest(
+            self.max_partitions, lambda key: {"partition_key": key, "status": "pending"},
+            lambda entry: entry.get("status") in FINISHED_PARTITION_STATUSES)
+        self.runs = BoundedLatest(self.max_runs, lambda run_id: {"run_id": run_id},
+                                  lambda entry: entry.get("status") in FINISHED_RUN_STATUSES)
         self._history: deque[Outgoing] = deque(maxlen=self.history_size)
         self._seen_event_ids: OrderedDict[str, None] = OrderedDict()
-        self._forgotten_up_to = 0  # seq of the newest event pushed out of the history
+        self.first_seq = self.seq  # seqs at or below this one were never issued by this process
+        self._forgotten_up_to = self.seq  # seq of the newest event pushed out of the history
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -85,7 +127,7 @@ class HubState:
             channels.append(run_channel(event.run_id))
         if event.partition_key:
             channels.append(partition_channel(event.partition_key))
-        outgoing = Outgoing(message["seq"], tuple(channels), json.dumps(message, separators=(",", ":")))
+        outgoing = Outgoing(message["seq"], tuple(channels), encode(message))
         if len(self._history) == self._history.maxlen:
             self._forgotten_up_to = self._history[0].seq
         self._history.append(outgoing)
@@ -95,38 +137,43 @@ class HubState:
         """The remembered messages, oldest first."""
         return [item.text for item in self._history]
 
-    def replay(self, channel: str, after_seq: int) -> list[str] | None:
-        """Every remembered message for `channel` after `after_seq`, or None if some were forgotten."""
-        if after_seq < self._forgotten_up_to:
+    def replay(self, channel: str, after_seq: int, hub_id: str | None = None) -> list[str] | None:
+        """Every remembered message for `channel` after `after_seq`; None when some may be missing:
+        forgotten, from another hub process, or a seq this process has not issued."""
+        if (hub_id is not None and hub_id != self.hub_id) or not self._forgotten_up_to <= after_seq <= self.seq:
             return None
         return [item.text for item in self._history if item.seq > after_seq and channel in item.channels]
 
     def snapshot(self, channel: str, *, connections: int, gap: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "snapshot", "channel": channel, "gap": gap}
+        """The latest state for `channel`, bounded: at most `snapshot_partitions` partitions, most recent."""
+        if gap:
+            self.counters.gap_snapshots += 1
+        body: dict[str, Any] = {"type": "snapshot", "channel": channel, "gap": gap, "hub_id": self.hub_id}
         if channel == MONITOR:
+            active = [run_id for run_id, run in self.runs.items() if run.get("status") in ACTIVE_RUN_STATUSES]
             body.update(
-                partitions=list(self.partitions.values()),
+                partitions=self.partitions.recent(self.snapshot_partitions),
+                partitions_total=len(self.partitions),
                 counts=dict(Counter(entry["status"] for entry in self.partitions.values())),
                 runs=sorted(self.runs.values(), key=lambda run: run.get("updated_at") or "", reverse=True)[:50],
-                active_runs=[run_id for run_id, run in self.runs.items() if run.get("status") in ACTIVE_RUN_STATUSES],
+                active_runs=active[-MAX_ACTIVE_RUNS_IN_SNAPSHOT:],
                 spend=self.spend, connections=connections,
             )
         elif channel.startswith("runs/"):
             run_id = channel.removeprefix("runs/")
-            body.update(run=self.runs.get(run_id),
-                        partitions=[entry for entry in self.partitions.values() if entry.get("run_id") == run_id])
+            of_run = [entry for entry in self.partitions.values() if entry.get("run_id") == run_id]
+            body.update(run=self.runs.get(run_id), partitions=of_run[-self.snapshot_partitions:],
+                        partitions_total=len(of_run))
         else:
             body.update(partition=self.partitions.get(channel.removeprefix("partitions/")))
         return envelope(self.next_seq(), body)
 
     def remember_partition(self, partition_key: str, **fields: Any) -> None:
         """Seed or update one partition's latest state (also used to rebuild after a restart)."""
-        entry = self.partitions.setdefault(partition_key, {"partition_key": partition_key, "status": "pending"})
-        entry.update({name: value for name, value in fields.items() if value is not None})
+        self.partitions.update(partition_key, fields)
 
     def remember_run(self, run_id: str, **fields: Any) -> None:
-        entry = self.runs.setdefault(run_id, {"run_id": run_id})
-        entry.update({name: value for name, value in fields.items() if value is not None})
+        self.runs.update(run_id, fields)
 
     def _apply(self, event: ProgressEvent | RunEvent, message: dict[str, Any]) -> None:
         if isinstance(event, ProgressEvent):
@@ -141,6 +188,9 @@ class HubState:
             self.remember_partition(event.partition_key, status="completed", run_id=event.run_id, path=event.path,
                                     cost_usd=event.cost_usd, percentage=100.0, timestamp=message["timestamp"])
         elif event.partition_key and event.event_type == "ASSET_CHECK_EVALUATION" and event.check_name:
-            entry = self.partitions.setdefault(event.partition_key,
-                                               {"partition_key": event.partition_key, "status": "pending"})
-            entry.setdefault("checks", {})[event.check_name] = event.passed
+            checks = dict(self.partitions.get(event.partition_key, {}).get("checks") or {})
+            checks.pop(event.check_name, None)
+            checks[event.check_name] = event.passed
+            while len(checks) > MAX_CHECKS_PER_PARTITION:  # the oldest check result goes first
+                del checks[next(iter(checks))]
+            self.partitions.update(event.partition_key, {"checks": checks})

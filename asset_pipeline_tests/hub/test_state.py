@@ -14,9 +14,10 @@ def event(key: str, run_id: str = "r1", **fields) -> ProgressEvent:
 
 def test_every_event_gets_the_next_seq_a_timestamp_and_its_channels() -> None:
     state = HubState()
+    start = state.seq
     first = state.accept(event("a", percentage=10))
     second = state.accept(event("b", run_id="r2"))
-    assert (first.seq, second.seq) == (1, 2)
+    assert (first.seq, second.seq) == (start + 1, start + 2)
     assert first.channels == ("monitor", "runs/r1", "partitions/a")
     body = json.loads(first.text)
     assert body["type"] == "progress" and body["timestamp"].endswith("Z") and body["percentage"] == 10
@@ -27,13 +28,14 @@ def test_every_event_gets_the_next_seq_a_timestamp_and_its_channels() -> None:
 
 def test_snapshots_hold_the_latest_state_per_channel() -> None:
     state = HubState()
+    start = state.seq
     state.accept(event("a", percentage=10))
     state.accept(event("a", percentage=60, stage="base"))
     state.accept(event("b", status="failed", message="boom"))
     state.accept(RunEvent(event_id="r1:5", run_id="r1", event_type="PIPELINE_START", job_name="__ASSET_JOB"))
     monitor = state.snapshot("monitor", connections=3)
     assert monitor["counts"] == {"generating": 1, "failed": 1} and monitor["connections"] == 3
-    assert monitor["active_runs"] == ["r1"] and monitor["seq"] == 5
+    assert monitor["active_runs"] == ["r1"] and monitor["seq"] == start + 5
     [a] = [p for p in monitor["partitions"] if p["partition_key"] == "a"]
     assert (a["percentage"], a["stage"]) == (60, "base")
     assert state.snapshot("partitions/b", connections=0)["partition"]["message"] == "boom"
@@ -41,7 +43,7 @@ def test_snapshots_hold_the_latest_state_per_channel() -> None:
 
 
 def test_replay_returns_only_the_channels_messages_after_the_seq() -> None:
-    state = HubState()
+    state = HubState(seq=0)
     for key in ("a", "b", "a", "c"):
         state.accept(event(key))
     replayed = [json.loads(text)["seq"] for text in state.replay("partitions/a", 0)]
@@ -50,7 +52,7 @@ def test_replay_returns_only_the_channels_messages_after_the_seq() -> None:
 
 
 def test_a_seq_older_than_the_history_is_a_gap() -> None:
-    state = HubState(history_size=3)
+    state = HubState(history_size=3, seq=0)
     for index in range(5):
         state.accept(event(f"k{index}"))
     assert state.replay("monitor", 1) is None
