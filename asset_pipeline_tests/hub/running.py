@@ -6,9 +6,13 @@ import base64
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from asset_pipeline.hub.server import WS_OPTIONS, Hub, HubConfig, build_hub_app
 from asset_pipeline.hub.state import HubState
-from asset_pipeline_tests.serving import serving
+from asset_pipeline_tests.serving import free_port, serving
 
 
 _HTTP = httpx.Client(timeout=10)
@@ -80,3 +84,58 @@ def receive_until(connection: ClientConnection, kind: str, timeout: float = 5.0)
 
 def progress(key: str, run_id: str = "run-1", **fields: Any) -> dict[str, Any]:
     return {"type": "progress", "run_id": run_id, "partition_key": key, "status": "generating", **fields}
+
+
+@dataclass
+class HubProcess:
+    """`asset-pipeline hub` in its own process, as an operator starts it."""
+
+    url: str
+    process: subprocess.Popen
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://")
+
+    def rss_mib(self) -> float:
+        return _proc_status_mib(self.process.pid, "VmRSS:")
+
+    def peak_rss_mib(self) -> float:
+        return _proc_status_mib(self.process.pid, "VmHWM:")
+
+    def status(self) -> dict[str, Any]:
+        return _HTTP.get(self.url + "/api/status").json()
+
+
+def _proc_status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
+
+
+@contextmanager
+def hub_process(port: int | None = None, **env: str) -> Iterator[HubProcess]:
+    """Start the real CLI hub on `port` (an empty state: no Dagster instance) and stop it afterwards."""
+    port = port or free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
+    environ.update(DAGSTER_HOME="/nonexistent", **env)
+    process = subprocess.Popen([str(Path(sys.executable).parent / "asset-pipeline"), "hub", "--port", str(port)],
+                               env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _HTTP.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        yield HubProcess(url, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stderr.close()

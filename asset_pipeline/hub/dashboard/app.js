@@ -1,11 +1,14 @@
 // Live dashboard for the asset_pipeline hub. No build step: plain JS served as a static file.
-// Connects to /ws/monitor, reconnects with exponential backoff and resumes after the last seq.
+// Connects to /ws/monitor, reconnects with exponential backoff and resumes after the last seq of the
+// same hub process (hub_id). After a hub restart the hub answers with a gap snapshot, whose seq and
+// hub_id replace the old ones. A snapshot holds only the most recent partitions; the others are
+// fetched page by page from /api/partitions.
 (() => {
   "use strict";
   const params = new URLSearchParams(location.search);
   const token = params.get("token");
   const $ = (id) => document.getElementById(id);
-  const state = { partitions: new Map(), runs: new Map(), spend: null, lastSeq: 0, gallery: [] };
+  const state = { partitions: new Map(), runs: new Map(), spend: null, lastSeq: 0, hubId: null, gallery: [] };
   const MAX_ROWS = 60, MAX_GALLERY = 12, ACTIVE = new Set(["generating", "pending"]);
   let socket = null, attempt = 0, renderQueued = false;
 
@@ -29,6 +32,7 @@
     setConnection("connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const extra = state.lastSeq > 0 ? { after_seq: String(state.lastSeq) } : {};
+    if (state.lastSeq > 0 && state.hubId) extra.hub_id = state.hubId;
     socket = new WebSocket(`${scheme}//${location.host}${withToken("/ws/monitor", extra)}`);
     socket.onopen = () => { attempt = 0; setConnection("connected"); };
     socket.onmessage = (event) => handle(JSON.parse(event.data));
@@ -47,7 +51,11 @@
   }
 
   function handle(message) {
-    if (typeof message.seq === "number") state.lastSeq = Math.max(state.lastSeq, message.seq);
+    // Only channel messages move the resume point: direct ones (connection, ping) are numbered
+    // when sent, ahead of replayed messages that may still be on their way.
+    if (typeof message.seq === "number" && (message.type === "progress" || message.type === "run_event")) {
+      state.lastSeq = Math.max(state.lastSeq, message.seq);
+    }
     switch (message.type) {
       case "snapshot": applySnapshot(message); break;
       case "progress": applyProgress(message); break;
@@ -60,13 +68,29 @@
   }
 
   function applySnapshot(message) {
+    state.lastSeq = message.seq;  // a snapshot (after a restart too) is the new resume point
+    state.hubId = message.hub_id || null;
     state.partitions = new Map((message.partitions || []).map((p) => [p.partition_key, p]));
+    if ((message.partitions_total || 0) > state.partitions.size) fetchRest(message.hub_id);
     state.runs = new Map((message.runs || []).map((r) => [r.run_id, r]));
     state.spend = message.spend || state.spend;
     state.gallery = [...state.partitions.values()]
       .filter((p) => p.status === "completed" || p.status === "cached")
       .sort((a, b) => String(b.timestamp || "").localeCompare(String(a.timestamp || "")))
       .slice(0, MAX_GALLERY).map((p) => ({ key: p.partition_key, seq: message.seq }));
+  }
+
+  // The partitions a bounded snapshot left out; what live messages brought since is newer and kept.
+  async function fetchRest(hubId) {
+    let after = "";
+    while (after !== null && state.hubId === hubId) {
+      const response = await fetch(withToken("/api/partitions", { after, limit: "1000" }));
+      if (!response.ok) return;
+      const page = await response.json();
+      for (const p of page.partitions) if (!state.partitions.has(p.partition_key)) state.partitions.set(p.partition_key, p);
+      after = page.next_after;
+      queueRender();
+    }
   }
 
   function applyProgress(message) {
