@@ -44,9 +44,10 @@ class RunningHub:
 
 
 @contextmanager
-def running_hub(config: HubConfig | None = None, state: HubState | None = None) -> Iterator[RunningHub]:
+def running_hub(config: HubConfig | None = None, state: HubState | None = None,
+                port: int | None = None) -> Iterator[RunningHub]:
     app = build_hub_app(config or HubConfig(), state)
-    with serving(app, **WS_OPTIONS) as url:
+    with serving(app, port=port, **WS_OPTIONS) as url:
         yield RunningHub(url, app.state.hub)
 
 

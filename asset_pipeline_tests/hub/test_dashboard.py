@@ -2,7 +2,8 @@
 
 A real hub, a real Dagster run on the diffusers backend publishing every denoising step: the page
 connects, shows the partition's bar moving, then the stored image in the gallery; it reconnects
-after the hub drops it. The screenshot is kept in test-artifacts/dashboard.png.
+after the hub drops it. The screenshot is kept in test-artifacts/dashboard.png. After a hub restart
+the page takes the new process's gap snapshot and pages in the partitions it left out.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from asset_pipeline.hub.messages import PUBLISHED
 from asset_pipeline.hub.server import HubConfig
+from asset_pipeline.hub.state import HubState
 from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
-from asset_pipeline_tests.hub.running import running_hub
+from asset_pipeline_tests.hub.running import progress, running_hub
+from asset_pipeline_tests.serving import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ASSET_PIPELINE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
@@ -82,3 +87,35 @@ def test_the_page_shows_a_moving_bar_then_the_image(browser, tmp_path: Path, dat
         page.click("#theme-toggle")
         assert page.evaluate("document.documentElement.dataset.theme") in ("dark", "light")
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_page_follows_a_hub_restart_and_pages_in_what_a_snapshot_left_out(browser) -> None:
+    """The restarted hub numbers *below* the old one (a clock set back): the page must take the gap
+    snapshot's seq and hub_id, not keep asking with the old seq."""
+    port = free_port()
+    with running_hub(state=HubState(seq=10**12), port=port) as first:
+        page = browser.new_page()
+        page.goto(first.url + "/")
+        page.wait_for_selector("#connection-status[data-state=connected]", timeout=10_000)
+        first.hub.publish([PUBLISHED.validate_python(progress("before-restart", percentage=40))])
+        page.wait_for_selector("li[data-partition=before-restart]", timeout=10_000)
+    page.wait_for_selector("#connection-status[data-state=reconnecting]", timeout=10_000)
+
+    restarted = HubState(seq=1000, snapshot_partitions=2)
+    for index in range(5):  # what the new process rebuilt; the snapshot carries only 2 of them
+        restarted.remember_partition(f"rebuilt-{index}", status="completed")
+    with running_hub(state=restarted, port=port) as second:
+        for index in range(5):
+            page.wait_for_selector(f"li[data-partition=rebuilt-{index}]", timeout=20_000)
+        assert second.hub.status()["gap_snapshots"] == 1
+        second.hub.publish([PUBLISHED.validate_python(progress("after-restart", percentage=70))])
+        page.wait_for_selector("li[data-partition=after-restart]", timeout=10_000)
+        for subscriber in list(second.hub.subscribers):  # dropped again: it resumes by the new seq
+            second.hub.subscribers.disconnect(subscriber, 1013, "test")
+        page.wait_for_selector("#connection-status[data-state=reconnecting]", timeout=10_000)
+        page.wait_for_selector("#connection-status[data-state=connected]", timeout=20_000)
+        deadline = time.monotonic() + 5
+        while second.hub.status()["connections"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert second.hub.status()["gap_snapshots"] == 1  # a replay, not another gap

@@ -69,3 +69,44 @@ def test_run_events_seen_before_are_ignored_and_materializations_complete_partit
     assert state.accept(materialized) is not None
     assert state.accept(materialized) is None and state.counters.duplicates_ignored == 1
     assert state.partitions["a"]["status"] == "completed" and state.partitions["a"]["cost_usd"] == 0.003
+
+
+def test_partitions_and_runs_are_capped_forgetting_finished_ones_first() -> None:
+    state = HubState(max_partitions=3, max_runs=2)
+    state.accept(event("active", run_id="r-active"))
+    for index in range(10):
+        state.accept(event(f"done-{index}", run_id=f"r{index}", status="completed"))
+    assert list(state.partitions) == ["active", "done-8", "done-9"] and state.partitions.evicted == 8
+    assert len(state.runs) == 2
+    for index in range(5):  # no finished ones left to forget: the least recently updated goes
+        state.accept(event(f"busy-{index}"))
+    assert list(state.partitions) == ["busy-2", "busy-3", "busy-4"]
+
+
+def test_check_results_per_partition_are_bounded() -> None:
+    state = HubState()
+    for index in range(100):
+        state.accept(RunEvent(event_id=f"r1:{index}", run_id="r1", event_type="ASSET_CHECK_EVALUATION",
+                              partition_key="a", check_name=f"check-{index}", passed=True))
+    checks = state.partitions["a"]["checks"]
+    assert len(checks) == 20 and "check-99" in checks and "check-0" not in checks
+
+
+def test_a_monitor_snapshot_holds_counts_and_only_the_most_recent_partitions() -> None:
+    state = HubState(snapshot_partitions=3)
+    for index in range(10):
+        state.accept(event(f"k{index}", status="completed" if index % 2 else "generating"))
+    snapshot = state.snapshot("monitor", connections=0)
+    assert [p["partition_key"] for p in snapshot["partitions"]] == ["k7", "k8", "k9"]
+    assert snapshot["partitions_total"] == 10 and snapshot["counts"] == {"generating": 5, "completed": 5}
+
+
+def test_only_seqs_this_process_issued_replay_and_numbering_starts_from_the_clock() -> None:
+    first, second = HubState(), HubState()
+    assert first.hub_id != second.hub_id and second.seq >= first.seq > 1_700_000_000_000_000
+    start = second.seq
+    second.accept(event("a"))
+    assert second.replay("monitor", start, second.hub_id) is not None
+    assert second.replay("monitor", start, first.hub_id) is None  # another process's seq
+    assert second.replay("monitor", start - 1) is None  # before this process
+    assert second.replay("monitor", start + 2) is None  # not issued yet
