@@ -7,6 +7,10 @@ Each event carries its publish time, so every subscriber measures publish-to-rec
 Printed: delivered/expected, p50/p99/max latency, hub CPU seconds and peak memory (from /proc).
 Target: nothing lost for clients that keep up, p99 <= 100 ms.
 
+Then a hostile publisher: 100,000 made-up partition keys (and run ids), after which the hub's RSS
+and the size of the snapshot a new monitor subscriber receives are printed (both bounded by
+ASSET_PIPELINE_HUB_MAX_PARTITIONS / _MAX_RUNS / _SNAPSHOT_PARTITIONS, at their defaults here).
+
     .venv/bin/python bench/hub_fanout.py [--subscribers 1000] [--rate 50] [--seconds 30]
 """
 
@@ -79,6 +83,33 @@ async def _subscribers(url: str, count: int, expected: int, ready, done_queue) -
     done_queue.put((sum(received), latencies[::max(1, len(latencies) // 200_000)]))
 
 
+def proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def flood_made_up_keys(base: str, pid: int, keys: int = 100_000) -> tuple[float, float, float, int, int]:
+    """RSS before/after `keys` made-up partition keys, the seconds it took, the hub's kept partitions
+    and the size in bytes of the snapshot a new monitor subscriber gets."""
+    from websockets.sync.client import connect
+
+    before, started = proc_rss_mib(pid), time.monotonic()
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for batch in range(keys // 1000):
+            http.post("/api/events", json=[
+                {"type": "progress", "run_id": f"made-up-{batch}-{index}", "partition_key": f"made-up-{batch}-{index}",
+                 "status": "generating", "current_step": 3, "total_steps": 30, "percentage": 10.0,
+                 "message": "a made-up key"} for index in range(1000)])
+        kept = http.get("/api/status").json()["partitions_known"]
+    seconds = time.monotonic() - started
+    with connect(base.replace("http", "ws") + "/ws/monitor", max_size=None, open_timeout=60) as client:
+        client.recv(timeout=60)  # connection
+        snapshot_bytes = len(client.recv(timeout=60).encode())
+    return before, proc_rss_mib(pid), seconds, kept, snapshot_bytes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -121,6 +152,7 @@ def main() -> None:
     cpu = proc_cpu_seconds(hub.pid) - cpu_before
     status = httpx.get(base + "/api/status").json()
     peak = proc_peak_rss_mib(hub.pid)
+    rss_before, rss_after, flood_s, kept, snapshot_bytes = flood_made_up_keys(base, hub.pid)
     hub.terminate()
     latencies.sort()
     pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
@@ -134,6 +166,9 @@ def main() -> None:
     print(f"  hub CPU {cpu:.1f} s over {publish_s:.1f} s ({100 * cpu / publish_s:.0f}% of one core), peak RSS {peak:.0f} MiB")
     print(f"  subscribers' process CPU {clients_cpu:.1f} s ({100 * clients_cpu / publish_s:.0f}% of one core; "
           f"{os.cpu_count()} cores in all)")
+    print(f"  100,000 made-up partition keys in {flood_s:.1f} s: hub RSS {rss_before:.0f} -> {rss_after:.0f} MiB, "
+          f"{kept} partitions kept")
+    print(f"  snapshot for a new monitor subscriber after them: {snapshot_bytes / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

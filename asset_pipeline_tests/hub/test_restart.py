@@ -3,9 +3,15 @@
 The second process numbers above the first and has another `hub_id`; a client resuming with the
 old `after_seq` (with or without the old `hub_id`), or with a seq the hub never issued, gets a gap
 snapshot holding what happened meanwhile, and resuming from that snapshot's seq replays normally.
+A limit variable that is not a number stops the hub with one line naming it.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
@@ -43,3 +49,12 @@ def test_a_client_resuming_after_a_restart_gets_a_gap_snapshot_then_resumes_norm
             replayed = receive(client)
             assert (replayed["type"], replayed["partition_key"]) == ("progress", "later")
         assert second.status()["gap_snapshots"] == 3
+
+
+def test_a_bad_limit_variable_stops_the_hub_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME="/nonexistent", ASSET_PIPELINE_HUB_MAX_PARTITIONS="lots")
+    result = subprocess.run([str(Path(sys.executable).parent / "asset-pipeline"), "hub", "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ASSET_PIPELINE_HUB_MAX_PARTITIONS: expected a whole number from 1 to 999999999, got 'lots'" in result.stderr
