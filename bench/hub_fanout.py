@@ -16,10 +16,8 @@ ASSET_PIPELINE_HUB_MAX_PARTITIONS / _MAX_RUNS / _SNAPSHOT_PARTITIONS, at their d
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -155,7 +153,7 @@ def main() -> None:
     rss_before, rss_after, flood_s, kept, snapshot_bytes = flood_made_up_keys(base, hub.pid)
     hub.terminate()
     latencies.sort()
-    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
     total = expected * args.subscribers
     print(f"hub fan-out: {args.subscribers} subscribers on /ws/monitor, {args.rate:g} events/s for {args.seconds:g} s "
           f"(published in {publish_s:.1f} s)")

@@ -20,8 +20,8 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     """
     import uvicorn
 
-    from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.errors import ConfigurationError
+    from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.hub.startup import initial_state, spend_source, state_limits
     from asset_pipeline.settings import load_settings
 
@@ -32,7 +32,7 @@ def hub(host: str, port: int, ping_interval: float) -> None:
         limits = state_limits()
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
-    state = initial_state(settings, echo=lambda line: click.echo(line, err=True), **limits)
+    state = initial_state(settings, echo=lambda line: click.echo(line, err=True), limits=limits)
     config = HubConfig(token=token, ping_interval_s=ping_interval, image_root=settings.data_dir,
                        spend_source=spend_source(settings))
     click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'})", err=True)

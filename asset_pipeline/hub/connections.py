@@ -22,7 +22,7 @@ CLOSE_TRY_AGAIN_LATER = 1013  # the client could not keep up; it may reconnect a
 class Subscriber:
     websocket: WebSocket
     channel: str
-    queue: asyncio.Queue[str | None]
+    queue: asyncio.Queue[str]
     max_chars: int = 8 * 1024 * 1024
     queued_chars: int = 0
     last_seen: float = field(default_factory=time.monotonic)
@@ -92,5 +92,5 @@ class Subscribers:
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await asyncio.wait_for(websocket.close(code=code, reason=reason), timeout=5)
-    except (RuntimeError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, RuntimeError, OSError):
         pass  # already closed by the other side, or it will not read the close frame either

@@ -14,7 +14,7 @@ Bodies are parsed by pydantic's own JSON parser (`validate_json`), which bounds 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -101,7 +101,7 @@ def published_events(body: bytes) -> list[ProgressEvent | RunEvent]:
 
 
 def utc_timestamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def envelope(seq: int, body: dict[str, Any]) -> dict[str, Any]:

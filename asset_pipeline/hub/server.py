@@ -46,7 +46,13 @@ from asset_pipeline.hub.messages import (
     envelope,
     published_events,
 )
-from asset_pipeline.hub.state import MONITOR, HubState, finite_only, partition_channel, run_channel
+from asset_pipeline.hub.state import (
+    MONITOR,
+    HubState,
+    finite_only,
+    partition_channel,
+    run_channel,
+)
 from asset_pipeline.storage.paths import inside_root
 
 DASHBOARD = Path(__file__).parent / "dashboard"

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.hub.state import HubState
 from asset_pipeline.settings import PipelineSettings
 
-# variable -> (HubState field, default, smallest allowed)
+
+@dataclass(frozen=True)
+class HubLimits:
+    """How much the hub keeps in memory (see `HubState`)."""
+
+    max_partitions: int = 20_000
+    max_runs: int = 1_000
+    snapshot_partitions: int = 1_000
+
+
+# variable -> (HubLimits field, default, smallest allowed)
 LIMIT_VARIABLES = {
     "ASSET_PIPELINE_HUB_MAX_PARTITIONS": ("max_partitions", 20_000, 1),
     "ASSET_PIPELINE_HUB_MAX_RUNS": ("max_runs", 1_000, 1),
@@ -18,10 +29,10 @@ LIMIT_VARIABLES = {
 }
 
 
-def state_limits(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+def state_limits(environ: Mapping[str, str] | None = None) -> HubLimits:
     """The hub's memory bounds from the environment; ConfigurationError names a bad variable."""
     environ = os.environ if environ is None else environ
-    limits = {}
+    limits: dict[str, int] = {}
     for variable, (name, default, smallest) in LIMIT_VARIABLES.items():
         text = environ.get(variable, "").strip()
         if not text:
@@ -30,11 +41,13 @@ def state_limits(environ: Mapping[str, str] | None = None) -> dict[str, int]:
         if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= smallest):
             raise ConfigurationError(variable, f"expected a whole number from {smallest} to 999999999, got {text[:20]!r}")
         limits[name] = int(text)
-    return limits
+    return HubLimits(**limits)
 
 
-def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None], **limits: int) -> HubState:
-    state = HubState(**limits)
+def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None],
+                  limits: HubLimits = HubLimits()) -> HubState:
+    state = HubState(max_partitions=limits.max_partitions, max_runs=limits.max_runs,
+                     snapshot_partitions=limits.snapshot_partitions)
     home = os.environ.get("DAGSTER_HOME")
     if not home or not os.path.isdir(home):
         echo("DAGSTER_HOME is not an instance directory: starting with an empty state")

@@ -22,7 +22,6 @@ from asset_pipeline.hub.server import WS_OPTIONS, Hub, HubConfig, build_hub_app
 from asset_pipeline.hub.state import HubState
 from asset_pipeline_tests.serving import free_port, serving
 
-
 _HTTP = httpx.Client(timeout=10)
 
 

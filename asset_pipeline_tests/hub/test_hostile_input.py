@@ -17,7 +17,13 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from asset_pipeline.hub.server import HubConfig
-from asset_pipeline_tests.hub.running import progress, receive, receive_until, running_hub, stalled_subscriber
+from asset_pipeline_tests.hub.running import (
+    progress,
+    receive,
+    receive_until,
+    running_hub,
+    stalled_subscriber,
+)
 
 
 def post(url: str, body: bytes) -> httpx.Response:

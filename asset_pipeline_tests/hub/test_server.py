@@ -15,7 +15,13 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from asset_pipeline.hub.server import HubConfig
-from asset_pipeline_tests.hub.running import progress, receive, receive_until, running_hub, stalled_subscriber
+from asset_pipeline_tests.hub.running import (
+    progress,
+    receive,
+    receive_until,
+    running_hub,
+    stalled_subscriber,
+)
 
 
 def test_a_subscriber_gets_connection_then_snapshot_then_its_channels_events_in_order() -> None:
