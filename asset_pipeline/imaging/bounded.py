@@ -9,6 +9,7 @@ so each caller states its own limit here instead.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -18,6 +19,9 @@ from PIL import Image, UnidentifiedImageError
 ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
 # No image the pipeline handles needs more; 40 MP is ~160 MB decoded.
 ABSOLUTE_MAX_PIXELS = 40_000_000
+# Our limits are far below Pillow's 89 MP warning threshold, so its warning would only repeat, on
+# every header read, a refusal we make anyway. (A per-call `catch_warnings` is not thread-safe.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
