@@ -80,7 +80,6 @@ def test_each_hostile_delivery_fails_its_partition_clearly_and_the_money_adds_up
     status = ledger(env).status(CAPS)
     # Every billed cent is charged, or still reserved for the prediction the next run re-attaches to.
     assert status.spent_total_usd + status.reserved_usd == pytest.approx(fake_replicate.bill_usd) == 0.003 * len(MODES)
-    print("PEAK", peak_rss / 1e6)
     assert peak_rss < PEAK_RSS_BOUND, f"peak RSS {peak_rss / 1e6:.0f} MB (a decoded bomb is {DECODED_BOMB_BYTES / 1e6:.0f} MB)"
     assert os.environ["REPLICATE_API_TOKEN"] not in log
 
