@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from asset_pipeline.errors import OutputNotFetched, OutputRefused
+from asset_pipeline.errors import ConfigurationError, OutputNotFetched, OutputRefused
 
 DEFAULT_DELIVERY_HOSTS = ("replicate.delivery", "*.replicate.delivery")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?(:\d{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,12 @@ def delivery_hosts(configured: str | None, *, provider_base_url: str | None) -> 
     """The configured comma-separated patterns, or the provider's delivery domain plus the host
     (and port) of `provider_base_url` when one is set (a proxy or the local fake serves files there)."""
     if configured is not None and configured.strip():
-        return tuple(part.strip().lower() for part in configured.split(",") if part.strip())
+        patterns = tuple(part.strip().lower() for part in configured.split(",") if part.strip())
+        for pattern in patterns:
+            if not _HOST_PATTERN.fullmatch(pattern):
+                raise ConfigurationError("ASSET_PIPELINE_DELIVERY_HOSTS", f"'{pattern[:100]}' is not a host "
+                                         "pattern (host, host:port or *.domain; no scheme or path)")
+        return patterns
     hosts = list(DEFAULT_DELIVERY_HOSTS)
     if provider_base_url:
         parts = urlsplit(provider_base_url)
@@ -65,7 +73,7 @@ def host_allowed(url: httpx.URL, patterns: Iterable[str]) -> bool:
     host = url.host.lower().rstrip(".")
     port = url.port or DEFAULT_PORTS.get(url.scheme)
     for pattern in patterns:
-        name, _, pattern_port = pattern.partition(":") if not pattern.startswith("[") else (pattern, "", "")
+        name, _, pattern_port = pattern.partition(":")
         if pattern_port and str(port) != pattern_port:
             continue
         if name.startswith("*.") and host.endswith(name[1:]) and len(host) > len(name) - 1:
@@ -80,7 +88,7 @@ class Delivery:
 
     def __init__(self, limits: DeliveryLimits, *, transport: httpx.BaseTransport | None = None):
         self.limits = limits
-        extra = {"transport": transport} if transport is not None else {}
+        extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
         self._client = httpx.Client(follow_redirects=False, **extra)
 
     def close(self) -> None:

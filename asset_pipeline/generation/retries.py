@@ -23,7 +23,6 @@ from asset_pipeline.generation.failures import (
 )
 from asset_pipeline.generation.request import GenerationRequest
 
-
 MIN_STEPS = 10  # never go below this many steps when retrying after running out of memory
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from asset_pipeline.errors import OutputNotFetched, OutputRefused
+from asset_pipeline.errors import ConfigurationError, OutputNotFetched, OutputRefused
 from asset_pipeline.generation.delivery import Delivery, DeliveryLimits, delivery_hosts, host_allowed
 from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
 from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
@@ -42,6 +42,12 @@ def test_default_hosts_are_replicates_delivery_domain_and_the_base_urls_host() -
     assert delivery_hosts(None, provider_base_url="https://proxy.example.com/v1")[-1] == "proxy.example.com:443"
     assert delivery_hosts(" cdn.example.com, *.files.example.com ", provider_base_url="http://x") == \
         ("cdn.example.com", "*.files.example.com")
+
+
+@pytest.mark.parametrize("configured", ["https://replicate.delivery", "replicate.delivery/files", "*", "a b", "*.x:port"])
+def test_a_pattern_that_is_no_host_is_a_configuration_error(configured: str) -> None:
+    with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_DELIVERY_HOSTS: .* is not a host pattern"):
+        delivery_hosts(configured, provider_base_url=None)
 
 
 @pytest.mark.parametrize(("url", "allowed"), [

@@ -38,8 +38,8 @@ def failure(gen: ImageGenerator, marker: str, **kwargs) -> str:
 
 @pytest.mark.parametrize(("marker", "cause", "klass"), [
     ("[[tiny]]", "returned 1x1, expected about 1024x1024 (aspect ratio 1:1) to fit to 1024x1024", "invalid_output"),
-    ("[[pixelbomb]]", "output is an image of 13000x13000 (169.0 MP), over the 4.2 MP allowed for it; "
-                      "refused before decoding", "invalid_output"),
+    ("[[pixelbomb]]", "output is an image of 13000x13000 (169.0 MP), over the 4.2 MP allowed for it; refused before decoding",
+     "invalid_output"),
     ("[[corrupt]]", "output is not a decodable image", "invalid_output"),
 ])
 def test_unusable_images_are_charged_once_and_not_retried(fake_replicate, tmp_path: Path, marker, cause, klass) -> None:
