@@ -2,8 +2,8 @@
 
 A prediction's `output` is whatever the provider says it is, so fetching it is an untrusted request:
 
-- only `https`/`http` URLs on the configured delivery hosts (`DeliveryLimits.hosts`, patterns
-  `host`, `host:port` or `*.domain`), checked again on every redirect hop, at most
+- only `https`/`http` URLs on the configured delivery hosts (`DeliveryLimits.hosts`, see
+  `delivery_hosts.py`), checked again on every redirect hop, at most
   `max_redirects` hops; `data:` URIs are size-bounded and must be valid base64;
 - at most `max_bytes`, counted while streaming (a `Content-Length` over it is refused unread);
 - a total deadline besides httpx's per-read timeout, so a delivery dripping a few bytes a second
@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from asset_pipeline.errors import ConfigurationError, OutputNotFetched, OutputRefused
-
-DEFAULT_DELIVERY_HOSTS = ("replicate.delivery", "*.replicate.delivery")
-DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?(:\d{1,5})?")
+from asset_pipeline.errors import OutputNotFetched, OutputRefused
+from asset_pipeline.generation.delivery_hosts import (
+    DEFAULT_DELIVERY_HOSTS,
+    host_allowed,
+)
 
 
 @dataclass(frozen=True)
@@ -46,41 +43,6 @@ class DeliveryLimits:
     read_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
     max_redirects: int = 5
-
-
-def delivery_hosts(configured: str | None, *, provider_base_url: str | None) -> tuple[str, ...]:
-    """The configured comma-separated patterns, or the provider's delivery domain plus the host
-    (and port) of `provider_base_url` when one is set (a proxy or the local fake serves files there)."""
-    if configured is not None and configured.strip():
-        patterns = tuple(part.strip().lower() for part in configured.split(",") if part.strip())
-        for pattern in patterns:
-            if not _HOST_PATTERN.fullmatch(pattern):
-                raise ConfigurationError("ASSET_PIPELINE_DELIVERY_HOSTS", f"'{pattern[:100]}' is not a host "
-                                         "pattern (host, host:port or *.domain; no scheme or path)")
-        return patterns
-    hosts = list(DEFAULT_DELIVERY_HOSTS)
-    if provider_base_url:
-        parts = urlsplit(provider_base_url)
-        if parts.hostname:
-            port = parts.port or DEFAULT_PORTS.get(parts.scheme)
-            hosts.append(f"{parts.hostname.lower()}:{port}" if port else parts.hostname.lower())
-    return tuple(hosts)
-
-
-def host_allowed(url: httpx.URL, patterns: Iterable[str]) -> bool:
-    """Whether `url`'s host (and port) matches one of `patterns`: `host`, `host:port` or `*.domain`
-    (any subdomain of `domain`, not `domain` itself)."""
-    host = url.host.lower().rstrip(".")
-    port = url.port or DEFAULT_PORTS.get(url.scheme)
-    for pattern in patterns:
-        name, _, pattern_port = pattern.partition(":")
-        if pattern_port and str(port) != pattern_port:
-            continue
-        if name.startswith("*.") and host.endswith(name[1:]) and len(host) > len(name) - 1:
-            return True
-        if host == name:
-            return True
-    return False
 
 
 class Delivery:

@@ -37,7 +37,8 @@ from asset_pipeline.errors import (
     RetriesExhausted,
 )
 from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
-from asset_pipeline.generation.delivery import DeliveryLimits, delivery_hosts
+from asset_pipeline.generation.delivery import DeliveryLimits
+from asset_pipeline.generation.delivery_hosts import delivery_hosts
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
 from asset_pipeline.generation.rate_limit import TokenBucket
