@@ -83,6 +83,10 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         fallback_images=settings.fallback_images,
         fallback_image_dir=str(settings.fallback_image_dir) if settings.fallback_image_dir else None,
         replicate_api_token=token,
+        delivery_hosts=settings.delivery_hosts,
+        max_download_mb=settings.max_download_mb,
+        download_timeout_s=settings.download_timeout_s,
+        max_output_megapixels=settings.max_output_megapixels,
         diffusers=DiffusersOptions(
             model_dir=settings.diffusers_model,
             refiner_dir=settings.diffusers_refiner,

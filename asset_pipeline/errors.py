@@ -11,6 +11,7 @@
         ├── RequestInFlightError  another run is generating the same image right now; nothing was sent
         ├── ProviderError       the provider refused or failed a request (HTTP status when known)
         ├── OutputNotFetched    the provider made the image but we could not download it yet
+        │   └── OutputRefused   its output can never be used: host, scheme, size or encoding refused
         ├── CircuitOpenError    the provider's circuit breaker is open; nothing was sent
         ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
         ├── RenderCancelled     the run was terminated while a local pipeline was denoising
@@ -122,6 +123,20 @@ class RetriesExhausted(GenerationError):
 
 class OutputNotFetched(GenerationError):
     """The prediction succeeded but its output could not be downloaded; a later run re-attaches."""
+
+
+class OutputRefused(OutputNotFetched):
+    """The prediction succeeded but its output is refused for good (a host outside the delivery
+    hosts, another scheme, a redirect loop, too many bytes, a garbage `data:` URI, an expired file).
+
+    `prediction_id` names it and `billed_usd` is what the provider billed for it; retrying the same
+    request would only pay again for the same answer.
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, prediction_id: str, billed_usd: float):
+        super().__init__(partition_key, reason)
+        self.prediction_id = prediction_id
+        self.billed_usd = billed_usd
 
 
 class RenderCancelled(GenerationError):

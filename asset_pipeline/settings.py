@@ -65,6 +65,12 @@ class PipelineSettings(BaseSettings):
     hub_enabled: bool = Field(default=True, description="publish progress to the hub at all")
     images_cron: str = Field(default="0 3 * * *", description="cron of the images_within_budget schedule")
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
+    delivery_hosts: str | None = Field(
+        default=None, description="comma-separated hosts output files may come from; unset: Replicate's delivery hosts"
+    )
+    max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False, description="largest output file downloaded")
+    download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False, description="deadline of one download")
+    max_output_megapixels: float = Field(default=40.0, gt=0, le=40, allow_inf_nan=False, description="cap on an output's pixels")
 
     @property
     def ledger_url(self) -> str:

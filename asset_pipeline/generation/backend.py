@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asset_pipeline.errors import GenerationError
+from asset_pipeline.errors import GenerationError, InvalidImageError
 from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.request import GenerationRequest
 
@@ -48,6 +48,11 @@ class PaidFailure(GenerationError):
         super().__init__(partition_key, reason)
         self.billed_usd = billed_usd
         self.prediction_id = prediction_id
+
+
+class PaidInvalidImage(PaidFailure, InvalidImageError):
+    """The provider billed for an output that is no usable image (undecodable, a pixel bomb, far
+    from the requested size). The answer is deterministic for the request, so it is not retried."""
 
 
 class ImageBackend(ABC):

@@ -1,8 +1,13 @@
 """Classify a failed generation attempt and choose what to do next. Pure logic, no I/O.
 
     rate_limited       429                                   wait for Retry-After / the reset the body names
-    transient          5xx, timeouts, connection errors,     exponential backoff with jitter
-                       undecodable outputs
+    transient          5xx, timeouts, connection errors      exponential backoff with jitter
+    invalid_output     the provider billed an output that    fail, no retry: the identical request
+                       is undecodable, a pixel bomb, far     would pay again for the same answer
+                       from the size asked, or refused
+                       (host, scheme, size, encoding)
+    output_unfetched   the output's download failed or ran   fail for this run: the next run
+                       past its deadline                     re-attaches to the prediction for free
     content_rejected   safety filter / NSFW                  simplify the prompt once, then fail
     model_unavailable  404/422 naming the model or version,  next model in the fallback chain
                        repeated cold-boot timeouts
@@ -17,6 +22,7 @@ import random
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class FailureClass(StrEnum):
@@ -27,6 +33,8 @@ class FailureClass(StrEnum):
     OUT_OF_RESOURCES = "out_of_resources"
     INVALID_INPUT = "invalid_input"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    INVALID_OUTPUT = "invalid_output"
+    OUTPUT_UNFETCHED = "output_unfetched"
 
 
 class Strategy(StrEnum):
@@ -46,10 +54,15 @@ STRATEGY_FOR = {
     FailureClass.OUT_OF_RESOURCES: Strategy.REDUCE_SIZE,
     FailureClass.INVALID_INPUT: Strategy.FAIL,
     FailureClass.BUDGET_EXHAUSTED: Strategy.FAIL,
+    FailureClass.INVALID_OUTPUT: Strategy.FAIL,
+    FailureClass.OUTPUT_UNFETCHED: Strategy.FAIL,
 }
 
-# Failures that say something about the provider's health (they feed the circuit breaker).
-PROVIDER_FAILURES = frozenset({FailureClass.TRANSIENT, FailureClass.MODEL_UNAVAILABLE})
+# Failures that say something about the provider's health (they feed the circuit breaker). Bad
+# outputs count: a provider answering garbage to every request should stop being paid quickly.
+PROVIDER_FAILURES = frozenset({FailureClass.TRANSIENT, FailureClass.MODEL_UNAVAILABLE,
+                               FailureClass.INVALID_OUTPUT, FailureClass.OUTPUT_UNFETCHED})
+OutputProblem = Literal["invalid", "unfetched"]
 
 _SAFETY = re.compile(r"nsfw|safety|content (policy|filter)|flagged|sensitive", re.IGNORECASE)
 _OOM = re.compile(r"out of memory|CUDA error: out of memory|OutOfMemoryError", re.IGNORECASE)
@@ -68,13 +81,17 @@ class Classified:
 
 def classify(
     *, status: int | None, message: str, retry_after: str | None = None, budget: bool = False,
-    cold_boot_timeouts: int = 0,
+    cold_boot_timeouts: int = 0, output_problem: OutputProblem | None = None,
 ) -> Classified:
     """Class and strategy for one failed attempt.
 
     `status` is the provider's HTTP status (None for failures without one: a failed prediction,
-    a bad output, a connection error); `cold_boot_timeouts` counts this image's earlier timeouts.
+    a bad output, a connection error); `cold_boot_timeouts` counts this image's earlier timeouts;
+    `output_problem` says the prediction succeeded but its output was invalid or not fetched.
     """
+    if output_problem is not None and not budget:
+        failure = FailureClass.INVALID_OUTPUT if output_problem == "invalid" else FailureClass.OUTPUT_UNFETCHED
+        return Classified(failure, STRATEGY_FOR[failure])
     failure = _failure_class(status, message, budget, cold_boot_timeouts)
     wait = _wait_seconds(retry_after, message) if failure is FailureClass.RATE_LIMITED else None
     return Classified(failure, STRATEGY_FOR[failure], wait)

@@ -2,13 +2,13 @@
 
 Create the prediction without waiting, hand its id to the journal at once, poll it to a final
 state (cancelling it when the run is terminated or it runs too long), download the output at once
-(Replicate deletes it after an hour) and fit it to the spec's exact size. `replicate.run` is not
+(Replicate deletes it after an hour; `delivery.py` bounds the fetch) and fit it to the spec's exact
+size when the output's size allows it (`output_size.py`). `replicate.run` is not
 used: it returns `None` output when the server answers `processing` after its wait.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -19,8 +19,10 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
-from asset_pipeline.errors import OutputNotFetched, ProviderError
-from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.errors import ProviderError
+from asset_pipeline.generation.backend import ImageBackend, PaidFailure, PaidInvalidImage, RenderedImage, RenderSession
+from asset_pipeline.generation.delivery import Delivery, DeliveryLimits
+from asset_pipeline.generation.output_size import max_output_pixels, size_problem
 from asset_pipeline.generation.pricing import (
     ModelPrice,
     billed_usd,
@@ -32,7 +34,8 @@ from asset_pipeline.generation.pricing import (
 from asset_pipeline.generation.progress import ProgressClock
 from asset_pipeline.generation.provider_logs import step_from_logs
 from asset_pipeline.generation.request import GenerationRequest
-from asset_pipeline.imaging.fit import fit_to_png
+from asset_pipeline.imaging.bounded import ABSOLUTE_MAX_PIXELS, read_header
+from asset_pipeline.imaging.fit import FittedImage, fit_to_png
 
 DEFAULT_REPLICATE_MODEL = "black-forest-labs/flux-schnell"
 MAX_LIST_PAGES = 20  # 2,000 predictions back: far more than one crash can leave behind
@@ -51,6 +54,8 @@ class ReplicateBackend(ImageBackend):
         max_predict_seconds: float,
         poll_interval_s: float,
         transport: httpx.BaseTransport | None = None,
+        delivery: DeliveryLimits | None = None,
+        max_output_pixels: int = ABSOLUTE_MAX_PIXELS,
     ):
         extra = {"transport": transport} if transport is not None else {}
         # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
@@ -59,7 +64,8 @@ class ReplicateBackend(ImageBackend):
         self._client = replicate.Client(api_token=api_token, event_hooks={"response": [self._remember_retry_after]}, **extra)
         # Output files are fetched without the API token: delivery URLs need none, and the token
         # must never travel to another host.
-        self._downloads = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra)
+        self._delivery = Delivery(delivery or DeliveryLimits(), transport=transport)
+        self._max_output_pixels = max_output_pixels
         self._prices = prices
         self._max_predict_seconds = max_predict_seconds
         self._poll_interval_s = poll_interval_s
@@ -94,26 +100,36 @@ class ReplicateBackend(ImageBackend):
                 prediction_id=prediction.id,
             )
         cost = billed_usd(price, succeeded=True, predict_time_s=predict_time)
-        data = self._download(request, prediction.id, prediction.output)
-        try:
-            fitted = fit_to_png(data, width=request.width, height=request.height)
-        except ValueError as exc:
-            raise PaidFailure(request.partition_key, f"prediction {prediction.id} output is {exc}",
-                              billed_usd=cost, prediction_id=prediction.id) from None
-        if price.size_input == "width_height" and fitted.original_size != (request.width, request.height):
-            width, height = fitted.original_size
-            raise PaidFailure(
-                request.partition_key,
-                f"prediction {prediction.id} returned {width}x{height}, expected {request.width}x{request.height}",
-                billed_usd=cost, prediction_id=prediction.id,
-            )
+        data = self._delivery.fetch(prediction.output, partition_key=request.partition_key,
+                                    prediction_id=prediction.id, billed_usd=cost, cancelled=session.cancelled)
+        fitted = self._fit(request, price, prediction.id, data, cost)
         return RenderedImage(
             png=fitted.png, model=request.model, cost_usd=cost, prediction_id=prediction.id,
             original=data, original_format=fitted.original_format.lower() or None,
         )
 
     def close(self) -> None:
-        self._downloads.close()
+        self._delivery.close()
+
+    def _fit(self, request: GenerationRequest, price: ModelPrice, prediction_id: str, data: bytes,
+             cost: float) -> FittedImage:
+        """The output fitted to the spec's size; refused (as billed, not retried) when its header
+        claims too many pixels or a size too far from the request's, before anything is decoded."""
+        def invalid(problem: str) -> PaidInvalidImage:
+            return PaidInvalidImage(request.partition_key, f"prediction {prediction_id} {problem}",
+                                    billed_usd=cost, prediction_id=prediction_id)
+
+        limit = max_output_pixels(request.width, request.height, price.size_input, cap=self._max_output_pixels)
+        try:
+            header = read_header(data)
+            if header.pixels <= limit:
+                problem = size_problem((header.width, header.height), width=request.width, height=request.height,
+                                       size_input=price.size_input)
+                if problem is not None:
+                    raise invalid(problem)
+            return fit_to_png(data, width=request.width, height=request.height, max_pixels=limit)  # refuses a bomb
+        except ValueError as exc:
+            raise invalid(f"output is {exc}") from None
 
     def find_prediction(self, request: GenerationRequest, *, created_after: datetime,
                         exclude: frozenset[str] = frozenset()) -> str | None:
@@ -185,26 +201,6 @@ class ReplicateBackend(ImageBackend):
             session.cancelled.wait(self._poll_interval_s)
             prediction = self._call(request, lambda: self._client.predictions.get(prediction.id))
         return prediction
-
-    def _download(self, request: GenerationRequest, prediction_id: str, output: Any) -> bytes:
-        if isinstance(output, (list, tuple)):
-            output = output[0] if output else None
-        try:
-            if hasattr(output, "read"):  # replicate.helpers.FileOutput
-                return output.read()
-            if isinstance(output, str) and output.startswith("data:"):
-                return base64.b64decode(output.split(",", 1)[1], validate=False)
-            if isinstance(output, str) and output.startswith(("https://", "http://")):
-                response = self._downloads.get(output)
-                response.raise_for_status()
-                return response.content
-        except (httpx.HTTPError, ValueError, OSError) as exc:
-            raise OutputNotFetched(
-                request.partition_key, f"prediction {prediction_id} succeeded but its output could not be "
-                f"downloaded ({exc.__class__.__name__}); the next run re-attaches to it"
-            ) from None
-        raise PaidFailure(request.partition_key, f"prediction {prediction_id} returned no usable output",
-                          billed_usd=0.0, prediction_id=prediction_id)
 
     def _remember_retry_after(self, response: httpx.Response) -> None:
         self._last_retry_after.value = response.headers.get("retry-after")

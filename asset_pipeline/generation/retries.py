@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from asset_pipeline.errors import BudgetExhaustedError, GenerationError, ProviderError
-from asset_pipeline.generation.failures import Classified, FailureClass, backoff_seconds, classify, simplified_prompt
+from asset_pipeline.errors import (
+    BudgetExhaustedError,
+    GenerationError,
+    InvalidImageError,
+    OutputNotFetched,
+    OutputRefused,
+    ProviderError,
+)
+from asset_pipeline.generation.failures import (
+    Classified,
+    FailureClass,
+    OutputProblem,
+    backoff_seconds,
+    classify,
+    simplified_prompt,
+)
 from asset_pipeline.generation.request import GenerationRequest
-
 
 MIN_STEPS = 10  # never go below this many steps when retrying after running out of memory
 
@@ -36,7 +49,16 @@ def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Clas
         retry_after=error.retry_after if isinstance(error, ProviderError) else None,
         budget=isinstance(error, BudgetExhaustedError),
         cold_boot_timeouts=timeouts,
+        output_problem=_output_problem(error),
     )
+
+
+def _output_problem(error: GenerationError) -> OutputProblem | None:
+    if isinstance(error, (InvalidImageError, OutputRefused)):
+        return "invalid"
+    if isinstance(error, OutputNotFetched):
+        return "unfetched"
+    return None
 
 
 def next_request(

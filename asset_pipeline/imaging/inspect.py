@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageStat
+
+from asset_pipeline.imaging.bounded import ABSOLUTE_MAX_PIXELS, decode_bounded
 
 # A standard deviation of grey levels below this means a flat image (a blank or failed render).
 BLANK_STDDEV_THRESHOLD = 2.0
@@ -28,25 +30,23 @@ class ImageFacts:
         return self.stddev < BLANK_STDDEV_THRESHOLD
 
 
-def inspect_image(data: bytes, *, preview_side: int | None = None) -> ImageFacts:
-    """Decode `data` fully; raise `ValueError` if it is not a readable image.
+def inspect_image(data: bytes, *, preview_side: int | None = None, max_pixels: int = ABSOLUTE_MAX_PIXELS) -> ImageFacts:
+    """Decode `data` fully; raise `ImageRefused` (a `ValueError`) if it is not a readable image or
+    its header claims more than `max_pixels` (checked before decoding).
 
     With `preview_side`, also encode a JPEG thumbnail of at most that many pixels a side.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            # Box-reduce first: converting or resampling the full-size image costs several times more.
-            factor = max(1, max(image.width, image.height) // max(256, preview_side or 0))
-            rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
-            small = (rgb.reduce(factor) if factor > 1 else rgb).convert("RGB")
-            stddev = ImageStat.Stat(small.convert("L")).stddev[0]
-            preview = None
-            if preview_side is not None:
-                small.thumbnail((preview_side, preview_side), Image.Resampling.LANCZOS)
-                out = io.BytesIO()
-                small.save(out, format="JPEG", quality=70)
-                preview = out.getvalue()
-            return ImageFacts(image.format or "", image.width, image.height, stddev, preview)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a decodable image: {exc.__class__.__name__}: {exc}") from None
+    header, opened = decode_bounded(data, max_pixels=max_pixels)
+    with opened as image:
+        # Box-reduce first: converting or resampling the full-size image costs several times more.
+        factor = max(1, max(image.width, image.height) // max(256, preview_side or 0))
+        rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        small = (rgb.reduce(factor) if factor > 1 else rgb).convert("RGB")
+        stddev = ImageStat.Stat(small.convert("L")).stddev[0]
+        preview = None
+        if preview_side is not None:
+            small.thumbnail((preview_side, preview_side), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            small.save(out, format="JPEG", quality=70)
+            preview = out.getvalue()
+        return ImageFacts(header.format, image.width, image.height, stddev, preview)

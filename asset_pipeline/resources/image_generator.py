@@ -14,6 +14,7 @@ is unknown keeps its reservation open so the next run can re-attach instead of p
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from asset_pipeline.errors import (
     RetriesExhausted,
 )
 from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.generation.delivery import DeliveryLimits
+from asset_pipeline.generation.delivery_hosts import delivery_hosts
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
 from asset_pipeline.generation.rate_limit import TokenBucket
@@ -44,6 +47,7 @@ from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
 from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.request import GenerationRequest, build_request
+from asset_pipeline.imaging.bounded import read_header
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.attempts import AttemptLog
 from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, RequestInFlight, Reservation
@@ -129,6 +133,20 @@ class ImageGenerator(dg.ConfigurableResource):
     breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive provider failures that open the circuit.")
     breaker_window_s: float = Field(default=60.0, gt=0, description="Window the consecutive failures must fall in.")
     breaker_cooldown_s: float = Field(default=30.0, gt=0, description="How long an open circuit stays open.")
+    delivery_hosts: str | None = Field(
+        default=None, description="Comma-separated hosts output files may be fetched from (`host`, `host:port`, "
+        "`*.domain`); None: replicate.delivery, *.replicate.delivery and REPLICATE_BASE_URL's host "
+        "(ASSET_PIPELINE_DELIVERY_HOSTS).",
+    )
+    max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False,
+                                   description="Largest output file downloaded (ASSET_PIPELINE_MAX_DOWNLOAD_MB).")
+    download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False,
+                                      description="Deadline for one output download (ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S).")
+    max_output_megapixels: float = Field(
+        default=40.0, gt=0, le=40, allow_inf_nan=False,
+        description="Absolute cap on an output's pixels, checked before decoding; each image is also held to "
+        "4x the pixels it asked for (ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS).",
+    )
 
     _backend: ImageBackend | None = PrivateAttr(default=None)
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
@@ -157,6 +175,8 @@ class ImageGenerator(dg.ConfigurableResource):
                 prices=self.prices,
                 max_predict_seconds=self.max_predict_seconds,
                 poll_interval_s=self.poll_interval_s,
+                delivery=self.delivery_limits(),
+                max_output_pixels=int(self.max_output_megapixels * 1_000_000),
             )
         if self.backend == "diffusers":
             # Imported here so definitions load without torch unless the local backend is used.
@@ -164,6 +184,13 @@ class ImageGenerator(dg.ConfigurableResource):
 
             return DiffusersBackend(self.diffusers)
         raise ConfigurationError("ASSET_PIPELINE_BACKEND", f"unknown backend '{self.backend}'")
+
+    def delivery_limits(self) -> DeliveryLimits:
+        """Bounds on fetching output files; the default hosts include REPLICATE_BASE_URL's, which the
+        official client reads from the environment too."""
+        hosts = delivery_hosts(self.delivery_hosts, provider_base_url=os.environ.get("REPLICATE_BASE_URL"))
+        return DeliveryLimits(hosts=hosts, max_bytes=int(self.max_download_mb * 1024 * 1024),
+                              timeout_s=self.download_timeout_s)
 
     @property
     def active_backend(self) -> ImageBackend:
@@ -211,14 +238,23 @@ class ImageGenerator(dg.ConfigurableResource):
             return self._attempt(request, run_id, cancelled, on_progress, dead_runs, is_alive)
         history: list[AttemptRecord] = []
         current, billed_for_failures = request, 0.0
+        last_error: GenerationError | None = None
         for number in range(1, self.max_attempts + 1):
-            trial = self._may_send(request, cancelled)
+            try:
+                trial = self._may_send(request, cancelled)
+            except CircuitOpenError as exc:
+                if not history:
+                    raise
+                # Say what failed, not only that the breaker (opened by these failures) stopped the retry.
+                raise RetriesExhausted(request.partition_key, f"{_summary(last_error, history, False)}; not retried: "
+                                       f"{exc.reason}", attempts=history, last=exc) from None
             if not self.bucket.acquire(cancelled):
                 raise GenerationError(request.partition_key, "run terminated before the request was sent")
             try:
                 pending = self._attempt(current, run_id, cancelled, on_progress, dead_runs, is_alive)
             except GenerationError as exc:
                 classified = classify_error(exc, history)
+                last_error = exc
                 if not cancelled.is_set():  # our own cancellation says nothing about the provider
                     self.circuit.record(ok=classified.failure not in PROVIDER_FAILURES, trial=trial)
                 billed_for_failures += getattr(exc, "billed_usd", 0.0)
@@ -410,13 +446,17 @@ class ImageGenerator(dg.ConfigurableResource):
                                 detail=failure.reason[:500])
 
     def _verify(self, request: GenerationRequest, rendered: RenderedImage, reservation: Reservation | None) -> None:
-        """Refuse bytes that are not a PNG of the requested size; the provider's bill is still recorded."""
+        """Refuse bytes that are not a PNG of the requested size; the provider's bill is still recorded.
+
+        The header is read first: bytes claiming another size are refused without being decoded."""
         try:
-            facts = inspect_image(rendered.png)
+            header = read_header(rendered.png)
             problem = None
-            if facts.format != "PNG" or (facts.width, facts.height) != (request.width, request.height):
-                problem = (f"backend returned a {facts.format} of {facts.width}x{facts.height}, "
+            if header.format != "PNG" or (header.width, header.height) != (request.width, request.height):
+                problem = (f"backend returned a {header.format} of {header.width}x{header.height}, "
                            f"expected a PNG of {request.width}x{request.height}")
+            else:
+                inspect_image(rendered.png, max_pixels=header.pixels)
         except ValueError as exc:
             problem = f"backend returned {exc}"
         if problem is None:
@@ -428,10 +468,11 @@ class ImageGenerator(dg.ConfigurableResource):
         raise InvalidImageError(request.partition_key, problem)
 
 
-def _summary(last: GenerationError, history: list[AttemptRecord], over_spend: bool) -> str:
+def _summary(last: GenerationError | None, history: list[AttemptRecord], over_spend: bool) -> str:
     tried = ", ".join(f"{a.failure_class}->{a.strategy}" for a in history)
     limit = "; retry spend limit reached" if over_spend else ""
-    return f"{last.reason} (after {len(history)} attempt(s): {tried}{limit})"
+    reason = last.reason if last is not None else "failed"
+    return f"{reason} (after {len(history)} attempt(s): {tried}{limit})"
 
 
 def _reason(exc: BaseException) -> str:

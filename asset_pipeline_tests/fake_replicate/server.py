@@ -10,10 +10,18 @@ would have charged, per model, so tests can compare it with the ledger.
 Failure injection: `down_until` answers every request 503 until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
 image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
 next creations with; `max_running` answers 429 beyond that many unfinished predictions.
+
+Hostile deliveries (issue 11), also by prompt marker: `[[pixelbomb]]` a 13000x13000 PNG (0.5 MB),
+`[[tiny]]` a 1x1 PNG, `[[drip]]` 16 bytes every `drip_interval_s` while `drip_enabled`,
+`[[foreignhost]]` a URL on `localhost` (not the base URL's host), `[[redirectloop]]` a redirect to
+itself for ever, `[[redirectaway]]` a redirect to `localhost`, `[[garbagedata]]` a `data:` URI
+that is not base64, `[[fileurl]]` a `file://` URL, `[[expired]]` a URL that answers 404,
+`[[hugefile]]` 8 MB streamed without a length. `delivery_requests` counts requests per route.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -23,6 +31,7 @@ import random
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +40,7 @@ from typing import Any
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 PER_IMAGE = {"black-forest-labs/flux-schnell": 0.003, "black-forest-labs/flux-dev": 0.025}
@@ -76,6 +85,11 @@ class FakeReplicateState:
     list_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
+    # Hostile deliveries (issue 11): see the module docstring for the prompt markers.
+    drip_interval_s: float = 2.0
+    drip_enabled: bool = True
+    drip_started: threading.Event = field(default_factory=threading.Event)
+    delivery_requests: Counter = field(default_factory=Counter)  # route -> requests served
 
     @property
     def bill_usd(self) -> float:
@@ -192,12 +206,50 @@ def build_app(state: FakeReplicateState) -> Starlette:
         return existing(request, _cancel)
 
     async def file(request: Request) -> Response:
+        state.delivery_requests["files"] += 1
         data = state.files.get(request.path_params["name"])
         if data is None:
             return problem(404, "Not found", "file expired")
         return Response(data, media_type="application/octet-stream")
 
+    async def drip(request: Request) -> Response:
+        """The file, 16 bytes every `drip_interval_s` (at once when `drip_enabled` is off)."""
+        state.delivery_requests["drip"] += 1
+        data = state.files.get(request.path_params["name"])
+        if data is None:
+            return problem(404, "Not found", "file expired")
+        if not state.drip_enabled:
+            return Response(data, media_type="image/png")
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            state.drip_started.set()
+            for start in range(0, len(data), 16):
+                yield data[start:start + 16]
+                await asyncio.sleep(state.drip_interval_s)
+
+        return StreamingResponse(chunks(), media_type="image/png")
+
+    async def redirect(request: Request) -> Response:
+        """`/redirect/loop/{n}` redirects to `n + 1` for ever; `/redirect/away/{name}` to localhost."""
+        state.delivery_requests["redirect"] += 1
+        kind, value = request.path_params["kind"], request.path_params["value"]
+        if kind == "loop":
+            return RedirectResponse(f"{state.base_url}/redirect/loop/{int(value) + 1}", status_code=302)
+        return RedirectResponse(_on_localhost(state, f"/files/{value}"), status_code=302)
+
+    async def huge(request: Request) -> Response:
+        state.delivery_requests["huge"] += 1
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(128):
+                yield b"\0" * 65536
+
+        return StreamingResponse(chunks(), media_type="image/png")
+
     return Starlette(routes=[
+        Route("/drip/{name}", drip, methods=["GET"]),
+        Route("/redirect/{kind}/{value}", redirect, methods=["GET"]),
+        Route("/huge/{name}", huge, methods=["GET"]),
         Route("/v1/models/{owner}/{name}/predictions", create_for_model, methods=["POST"]),
         Route("/v1/predictions", create_for_version, methods=["POST"]),
         Route("/v1/predictions", list_predictions, methods=["GET"]),
@@ -236,6 +288,7 @@ def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
             name = f"{prediction.id}.{prediction.input.get('output_format', 'webp')}"
             state.files[name] = data
             prediction.output = [f"{state.base_url}/files/{name}"]
+        _hostile_delivery(state, prediction)
     _bill(state, prediction)
 
 
@@ -304,3 +357,59 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
             "cancel": f"{state.base_url}/v1/predictions/{prediction.id}/cancel",
         },
     }
+
+
+HOSTILE_MARKERS = ("[[pixelbomb]]", "[[tiny]]", "[[drip]]", "[[foreignhost]]", "[[redirectloop]]", "[[redirectaway]]",
+                   "[[garbagedata]]", "[[fileurl]]", "[[expired]]", "[[hugefile]]")
+_BOMB: list[bytes] = []
+
+
+def _hostile_delivery(state: FakeReplicateState, prediction: FakePrediction) -> None:
+    """Replace a succeeded prediction's output as its prompt's hostile-delivery marker says."""
+    prompt = prediction.input.get("prompt", "")
+    marker = next((m for m in HOSTILE_MARKERS if m in prompt), None)
+    if marker is None:
+        return
+    name = f"{prediction.id}.png"
+    state.files[name] = pixel_bomb() if marker == "[[pixelbomb]]" else _png((1, 1)) if marker == "[[tiny]]" \
+        else state.files.get(f"{prediction.id}.{prediction.input.get('output_format', 'webp')}", b"")
+    url = {
+        "[[drip]]": f"{state.base_url}/drip/{name}",
+        "[[foreignhost]]": _on_localhost(state, f"/files/{name}"),
+        "[[redirectloop]]": f"{state.base_url}/redirect/loop/0",
+        "[[redirectaway]]": f"{state.base_url}/redirect/away/{name}",
+        "[[garbagedata]]": "data:image/png;base64,@@this is not base64@@",
+        "[[fileurl]]": "file:///etc/passwd",
+        "[[expired]]": f"{state.base_url}/files/expired-{name}",
+        "[[hugefile]]": f"{state.base_url}/huge/{name}",
+    }.get(marker, f"{state.base_url}/files/{name}")
+    prediction.output = [url]
+
+
+def _on_localhost(state: FakeReplicateState, path: str) -> str:
+    """The same server under another host name: reachable, but not the base URL's host."""
+    return state.base_url.replace("127.0.0.1", "localhost") + path
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (90, 30, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def pixel_bomb(side: int = 13000) -> bytes:
+    """A valid side x side RGB PNG of one colour: ~0.5 MB, 676 MB once decoded. Written row by row
+    with zlib so building it never holds the decoded image either; built once per process."""
+    if _BOMB:
+        return _BOMB[0]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * side)  # filter byte + black pixels
+    parts = [compressor.compress(row * 100) for _ in range(side // 100)]
+    parts += [compressor.compress(row * (side % 100)), compressor.flush()]
+    header = side.to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    _BOMB.append(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    return _BOMB[0]

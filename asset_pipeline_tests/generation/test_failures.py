@@ -28,12 +28,23 @@ from asset_pipeline.generation.failures import (
         (None, "CUDA out of memory. Tried to allocate", FailureClass.OUT_OF_RESOURCES, Strategy.REDUCE_SIZE),
         (422, "Invalid input: prompt is required", FailureClass.INVALID_INPUT, Strategy.FAIL),
         (401, "Unauthenticated", FailureClass.INVALID_INPUT, Strategy.FAIL),
-        (None, "output is not a decodable image", FailureClass.TRANSIENT, Strategy.BACKOFF),
     ],
 )
 def test_classes_and_strategies(status, message, expected, strategy) -> None:
     classified = classify(status=status, message=message)
     assert (classified.failure, classified.strategy) == (expected, strategy)
+
+
+@pytest.mark.parametrize(("problem", "expected"), [
+    ("invalid", FailureClass.INVALID_OUTPUT), ("unfetched", FailureClass.OUTPUT_UNFETCHED),
+])
+def test_bad_outputs_fail_without_a_paid_retry(problem, expected) -> None:
+    """Whatever the message says (even "timed out" or a 5xx), a succeeded prediction's bad output
+    is not retried: the identical request would pay again for the same answer."""
+    for status, message in ((None, "output is not a decodable image"), (503, "delivery timed out")):
+        classified = classify(status=status, message=message, output_problem=problem)
+        assert (classified.failure, classified.strategy) == (expected, Strategy.FAIL)
+    assert classify(status=None, message="x", output_problem=problem, budget=True).failure is FailureClass.BUDGET_EXHAUSTED
 
 
 def test_budget_wins_over_everything() -> None:

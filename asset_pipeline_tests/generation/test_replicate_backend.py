@@ -75,19 +75,30 @@ def test_duplicate_prompts_are_paid_once(fake_replicate, tmp_path: Path, data_di
     assert charges(data_dir) == pytest.approx(fake_replicate.bill_usd)
 
 
-@pytest.mark.parametrize("marker", ["[[corrupt]]", "[[fail]]"])
-def test_bad_outputs_are_not_stored_or_charged_as_success(
-    fake_replicate, tmp_path: Path, data_dir: Path, instance, marker: str
-) -> None:
-    catalog = write_catalog(tmp_path / "c.yaml", [{**entries(1)[0], "prompt": f"a house {marker}"}])
+def test_a_failed_prediction_is_retried_and_released(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
+    catalog = write_catalog(tmp_path / "c.yaml", [{**entries(1)[0], "prompt": "a house [[fail]]"}])
     result = materialize(replicate_defs(catalog, data_dir, max_attempts=2), instance, partition="img-00")
     assert not result.success
     assert "(after 2 attempt(s): transient->backoff, transient->fail)" in result.failure_data_for_node("images").error.message
     assert not (data_dir / "images" / "img-00.png").exists()
-    kinds = [(e["kind"], e["reason"]) for e in ledger(data_dir).entries()]
-    assert [kind for kind, _ in kinds] == ["reservation", "charge" if marker == "[[corrupt]]" else "release"] * 2
-    assert not any("stored" in reason and kind == "charge" for kind, reason in kinds)
+    assert [e["kind"] for e in ledger(data_dir).entries()] == ["reservation", "release"] * 2
     assert charges(data_dir) == pytest.approx(fake_replicate.bill_usd)
+
+
+def test_an_undecodable_output_is_charged_as_billed_and_not_paid_for_again(
+    fake_replicate, tmp_path: Path, data_dir: Path, instance
+) -> None:
+    catalog = write_catalog(tmp_path / "c.yaml", [{**entries(1)[0], "prompt": "a house [[corrupt]]"}])
+    result = materialize(replicate_defs(catalog, data_dir, max_attempts=2), instance, partition="img-00")
+    assert not result.success
+    message = result.failure_data_for_node("images").error.message
+    assert "output is not a decodable image: no PNG, WEBP, JPEG header (after 1 attempt(s): invalid_output->fail)" in message
+    assert not (data_dir / "images" / "img-00.png").exists()
+    kinds = [(e["kind"], e["reason"]) for e in ledger(data_dir).entries()]
+    assert [kind for kind, _ in kinds] == ["reservation", "charge"]
+    assert not any("stored" in reason and kind == "charge" for kind, reason in kinds)
+    assert fake_replicate.created_total == 1
+    assert charges(data_dir) == pytest.approx(fake_replicate.bill_usd) == pytest.approx(0.003)
 
 
 def test_wrong_size_from_a_width_height_model_is_rejected(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
