@@ -9,6 +9,10 @@
     out_of_resources   CUDA out of memory                    lower size or steps within bounds
     invalid_input      other 4xx (401, 403, 422 on input)    fail, no retry
     budget_exhausted   a cap would be passed                 fail, no retry
+    output_not_fetched a paid output could not be downloaded back off, re-attach (no new prediction);
+                                                             not a provider outage for the breaker
+    unusable_output    a succeeded prediction's output is    fail: an identical retry pays again
+                       unusable (none, not a URL)            for the same result
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class FailureClass(StrEnum):
     OUT_OF_RESOURCES = "out_of_resources"
     INVALID_INPUT = "invalid_input"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    OUTPUT_NOT_FETCHED = "output_not_fetched"
+    UNUSABLE_OUTPUT = "unusable_output"
 
 
 class Strategy(StrEnum):
@@ -46,6 +52,8 @@ STRATEGY_FOR = {
     FailureClass.OUT_OF_RESOURCES: Strategy.REDUCE_SIZE,
     FailureClass.INVALID_INPUT: Strategy.FAIL,
     FailureClass.BUDGET_EXHAUSTED: Strategy.FAIL,
+    FailureClass.OUTPUT_NOT_FETCHED: Strategy.BACKOFF,
+    FailureClass.UNUSABLE_OUTPUT: Strategy.FAIL,
 }
 
 # Failures that say something about the provider's health (they feed the circuit breaker).

@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from asset_pipeline.errors import BudgetExhaustedError, GenerationError, ProviderError
-from asset_pipeline.generation.failures import Classified, FailureClass, backoff_seconds, classify, simplified_prompt
+from asset_pipeline.errors import BudgetExhaustedError, GenerationError, OutputNotFetched, ProviderError
+from asset_pipeline.generation.failures import (
+    STRATEGY_FOR,
+    Classified,
+    FailureClass,
+    backoff_seconds,
+    classify,
+    simplified_prompt,
+)
 from asset_pipeline.generation.request import GenerationRequest
 
 
@@ -29,6 +36,11 @@ class BackoffSettings(Protocol):
 
 
 def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Classified:
+    # Set by the generator and backends from what they know, not from message patterns.
+    if getattr(error, "final", False):
+        return Classified(FailureClass.UNUSABLE_OUTPUT, STRATEGY_FOR[FailureClass.UNUSABLE_OUTPUT])
+    if isinstance(error, OutputNotFetched):
+        return Classified(FailureClass.OUTPUT_NOT_FETCHED, STRATEGY_FOR[FailureClass.OUTPUT_NOT_FETCHED])
     timeouts = sum(1 for attempt in history if "ran over" in attempt.detail)
     return classify(
         status=getattr(error, "status", None),
@@ -44,7 +56,7 @@ def next_request(
 ) -> GenerationRequest | None:
     """The request to try next, or None when this class of failure has no strategy left."""
     failure = classified.failure
-    if failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+    if failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT, FailureClass.OUTPUT_NOT_FETCHED):
         return request
     if failure is FailureClass.CONTENT_REJECTED:
         already = any(a.failure_class == FailureClass.CONTENT_REJECTED for a in history)
@@ -64,6 +76,6 @@ def next_request(
 def wait_before_retry(classified: Classified, attempt: int, settings: BackoffSettings) -> float:
     if classified.failure is FailureClass.RATE_LIMITED and classified.wait_s is not None:
         return min(classified.wait_s, settings.max_wait_s)
-    if classified.failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+    if classified.failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT, FailureClass.OUTPUT_NOT_FETCHED):
         return backoff_seconds(attempt, base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
     return 0.0

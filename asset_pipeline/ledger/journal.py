@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from asset_pipeline.ledger.budget_ledger import Reservation
 from asset_pipeline.ledger.database import aware, history_rows
@@ -17,7 +17,10 @@ from asset_pipeline.ledger.schema import prediction_journal
 
 # Replicate deletes prediction outputs an hour after they finish; older ones cannot be re-used.
 RESUMABLE_FOR = timedelta(minutes=55)
-RESUMABLE_STATUSES = frozenset({"created", "succeeded"})
+# "fetch_failed": its output could not be downloaded yet (re-attached a bounded number of times,
+# see MAX_FETCH_TRIES); "unfetchable": given up on, charged, never re-attached again.
+RESUMABLE_STATUSES = frozenset({"created", "succeeded", "fetch_failed"})
+MAX_FETCH_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,14 @@ class PredictionJournal:
             return frozenset(connection.execute(
                 select(prediction_journal.c.prediction_id).where(prediction_journal.c.request_hash == request_hash)
             ).scalars())
+
+    def count(self, prediction_id: str, status: str) -> int:
+        """How many times `prediction_id` was journaled with `status` (e.g. failed output fetches)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                select(func.count()).where(prediction_journal.c.prediction_id == prediction_id,
+                                           prediction_journal.c.status == status)
+            ).scalar_one())
 
     def latest_status(self, reservation_id: str) -> str | None:
         with self.engine.connect() as connection:

@@ -10,6 +10,13 @@ would have charged, per model, so tests can compare it with the ledger.
 Failure injection: `down_until` answers every request 503 until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
 image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
 next creations with; `max_running` answers 429 beyond that many unfinished predictions.
+
+Hostile money modes (issue 11), each a field of `FakeReplicateState`: `reported_predict_time`
+(what `metrics.predict_time` says, e.g. -1000, 1e7, NaN, "fast"; the bill keeps the true time),
+`create_resets` (the next creations are made, then the connection drops mid-answer),
+`create_garbled` (the next creations are made, then answered with a garbled (status, body)),
+`succeeded_output` (what a succeeded prediction reports as output: [], None, "file:///etc/passwd",
+a bad data: URI, an expired file or a redirect loop; `{base}` is the server's URL).
 """
 
 from __future__ import annotations
@@ -25,13 +32,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 PER_IMAGE = {"black-forest-labs/flux-schnell": 0.003, "black-forest-labs/flux-dev": 0.025}
@@ -39,6 +46,7 @@ PER_SECOND = {"stability-ai/sdxl": 0.000975}
 VERSIONS = {"abc123": "stability-ai/sdxl"}
 
 LIST_PAGE_SIZE = 100
+REAL = "__real__"  # hostile money modes: report the truth
 
 
 @dataclass
@@ -76,6 +84,11 @@ class FakeReplicateState:
     list_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
+    # --- hostile money modes (issue 11); see the module docstring -------------------------------
+    reported_predict_time: Any = REAL
+    create_resets: int = 0
+    create_garbled: list[tuple[int, str]] = field(default_factory=list)
+    succeeded_output: Any = REAL
 
     @property
     def bill_usd(self) -> float:
@@ -134,7 +147,13 @@ def build_app(state: FakeReplicateState) -> Starlette:
             prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
             state.predictions[prediction.id] = prediction
             state.creations[_fingerprint(model, inputs)] += 1
-        return JSONResponse(_as_json(state, prediction), status_code=201)
+            if state.create_resets > 0:  # hostile money mode: made, but the answer never arrives
+                state.create_resets -= 1
+                return _DroppedAnswer()
+            if state.create_garbled:  # hostile money mode: made, but the answer is unreadable
+                status, text = state.create_garbled.pop(0)
+                return Response(text, status_code=status, media_type="text/html")
+        return _LenientJSON(_as_json(state, prediction), status_code=201)
 
     async def create_for_model(request: Request) -> Response:
         return await create(request, f"{request.path_params['owner']}/{request.path_params['name']}")
@@ -159,7 +178,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
                 return problem(404, "Not found", "no such prediction")
             _advance(state, prediction)
             then(prediction)
-            return JSONResponse(_as_json(state, prediction))
+            return _LenientJSON(_as_json(state, prediction))
 
     def _cancel(prediction: FakePrediction) -> None:
         if prediction.status in ("starting", "processing"):
@@ -185,8 +204,11 @@ def build_app(state: FakeReplicateState) -> Starlette:
             results = [_as_json(state, prediction) for prediction in page]
         more = offset + LIST_PAGE_SIZE < len(newest_first)
         state.list_requests += 1
-        return JSONResponse({"previous": None, "results": results,
+        return _LenientJSON({"previous": None, "results": results,
                              "next": f"{state.base_url}/v1/predictions?cursor={offset + LIST_PAGE_SIZE}" if more else None})
+
+    async def redirect_loop(request: Request) -> Response:  # hostile money mode: an output never delivered
+        return RedirectResponse(str(request.url), status_code=302)
 
     async def cancel(request: Request) -> Response:
         return existing(request, _cancel)
@@ -204,6 +226,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
         Route("/v1/predictions/{id}", get, methods=["GET"]),
         Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
         Route("/files/{name}", file, methods=["GET"]),
+        Route("/money/redirect-loop", redirect_loop, methods=["GET"]),
     ])
 
 
@@ -236,6 +259,8 @@ def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
             name = f"{prediction.id}.{prediction.input.get('output_format', 'webp')}"
             state.files[name] = data
             prediction.output = [f"{state.base_url}/files/{name}"]
+        if state.succeeded_output != REAL:  # hostile money mode: billed, but the output is unusable
+            prediction.output = _hostile_output(state, state.succeeded_output)
     _bill(state, prediction)
 
 
@@ -297,10 +322,58 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
         "output": prediction.output,
         "logs": _logs(state, prediction),
         "error": prediction.error,
-        "metrics": {"predict_time": prediction.predict_time} if prediction.predict_time is not None else {},
+        "metrics": _metrics(state, prediction),
         "created_at": prediction.created_at,
+        **_timestamps(prediction),
         "urls": {
             "get": f"{state.base_url}/v1/predictions/{prediction.id}",
             "cancel": f"{state.base_url}/v1/predictions/{prediction.id}/cancel",
         },
     }
+
+
+# --- hostile money modes (issue 11) -------------------------------------------------------------
+
+
+class _LenientJSON(JSONResponse):
+    """JSON that may carry NaN and Infinity, as a misbehaving provider's answers can."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=True, separators=(",", ":")).encode()
+
+
+class _DroppedAnswer(Response):
+    """Starts a 201 answer, then drops the connection: the client never learns the prediction's id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+        raise ConnectionResetError("fake Replicate: connection dropped after the prediction was created")
+
+
+def _metrics(state: FakeReplicateState, prediction: FakePrediction) -> dict[str, Any]:
+    if prediction.predict_time is None:
+        return {}
+    reported = prediction.predict_time if state.reported_predict_time == REAL else state.reported_predict_time
+    return {"predict_time": reported}
+
+
+def _timestamps(prediction: FakePrediction) -> dict[str, Any]:
+    """started_at / completed_at like Replicate's: the true run time, whatever `predict_time` says."""
+    if prediction.predict_time is None:
+        return {"started_at": prediction.created_at, "completed_at": None}
+    created = datetime.fromisoformat(prediction.created_at.replace("Z", "+00:00"))
+    completed = created + timedelta(seconds=prediction.predict_time)
+    return {"started_at": prediction.created_at, "completed_at": completed.isoformat().replace("+00:00", "Z")}
+
+
+def _hostile_output(state: FakeReplicateState, output: Any) -> Any:
+    if isinstance(output, str):
+        return output.replace("{base}", state.base_url)
+    if isinstance(output, list):
+        return [_hostile_output(state, item) for item in output]
+    return output
