@@ -14,7 +14,6 @@ so a failure names every problem at once. A new provider's tests call it with it
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import date
@@ -112,39 +111,30 @@ def _check_caps(charges: list[dict], caps: BudgetCaps, problems: list[str]) -> N
 
 
 def _store_problems(store_dir: Path) -> list[str]:
+    """NaN or Infinity in the store's request records (`requests/<hash>.json`), or a negative cost."""
     problems = []
-    for record_path in sorted((store_dir / "requests").glob("*.json")) if (store_dir / "requests").exists() else []:
+    folder = store_dir / "requests"
+    for record_path in sorted(folder.glob("*.json")) if folder.exists() else []:
         try:
-            record = json.loads(record_path.read_text(), parse_constant=lambda name: _Bad(name))
+            record = json.loads(record_path.read_text(), parse_constant=lambda name: NOT_FINITE + name)
         except ValueError as exc:
             problems.append(f"{record_path.name}: unreadable ({exc})")
             continue
-        for key, value in _numbers(record):
-            if isinstance(value, _Bad) or not math.isfinite(value):
-                problems.append(f"{record_path.name}: {key} is {value}")
+        for key, value in _leaves(record):
+            if isinstance(value, str) and value.startswith(NOT_FINITE):
+                problems.append(f"{record_path.name}: {key} is {value.removeprefix(NOT_FINITE)}")
         cost = record.get("cost_usd")
-        if isinstance(cost, (int, float)) and not isinstance(cost, _Bad) and cost < 0:
+        if isinstance(cost, (int, float)) and cost < 0:
             problems.append(f"{record_path.name}: cost_usd is negative ({cost})")
     return problems
 
 
-class _Bad(float):
-    """NaN / Infinity / -Infinity as they appear in a stored record."""
-
-    def __new__(cls, name: str) -> _Bad:
-        value = super().__new__(cls, float("nan"))
-        value.name = name  # type: ignore[attr-defined]
-        return value
-
-    def __repr__(self) -> str:
-        return self.name  # type: ignore[attr-defined]
+NOT_FINITE = "\x00not-finite:"  # what NaN / Infinity in a record parse to here
 
 
-def _numbers(value: Any, key: str = "") -> list[tuple[str, float]]:
+def _leaves(value: Any, key: str = "") -> list[tuple[str, Any]]:
     if isinstance(value, dict):
-        return [pair for k, v in value.items() for pair in _numbers(v, f"{key}.{k}" if key else str(k))]
+        return [pair for k, v in value.items() for pair in _leaves(v, f"{key}.{k}" if key else str(k))]
     if isinstance(value, list):
-        return [pair for i, v in enumerate(value) for pair in _numbers(v, f"{key}[{i}]")]
-    if isinstance(value, float):
-        return [(key, value)]
-    return []
+        return [pair for i, v in enumerate(value) for pair in _leaves(v, f"{key}[{i}]")]
+    return [(key, value)]

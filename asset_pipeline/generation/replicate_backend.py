@@ -19,8 +19,18 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
-from asset_pipeline.errors import CreateOutcomeUnknown, GenerationError, OutputNotFetched, ProviderError
-from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.errors import (
+    CreateOutcomeUnknown,
+    GenerationError,
+    OutputNotFetched,
+    ProviderError,
+)
+from asset_pipeline.generation.backend import (
+    ImageBackend,
+    PaidFailure,
+    RenderedImage,
+    RenderSession,
+)
 from asset_pipeline.generation.pricing import (
     Bill,
     ModelPrice,
@@ -200,10 +210,10 @@ class ReplicateBackend(ImageBackend):
         inputs = self.model_inputs(request, price)
         if ":" in request.model:
             version = request.model.split(":", 1)[1]
-            call = lambda: self._client.predictions.create(version=version, input=inputs)  # noqa: E731
+            call = lambda: self._client.predictions.create(version=version, input=inputs)
         else:
             owner_and_name = model_name(request.model)
-            call = lambda: self._client.models.predictions.create(model=owner_and_name, input=inputs)  # noqa: E731
+            call = lambda: self._client.models.predictions.create(model=owner_and_name, input=inputs)
         self._last_retry_after.value = None
         try:
             prediction = call()

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from asset_pipeline.errors import BudgetExhaustedError, GenerationError, OutputNotFetched, ProviderError
+from asset_pipeline.errors import (
+    BudgetExhaustedError,
+    GenerationError,
+    OutputNotFetched,
+    ProviderError,
+)
 from asset_pipeline.generation.failures import (
     STRATEGY_FOR,
     Classified,
@@ -15,7 +20,6 @@ from asset_pipeline.generation.failures import (
     simplified_prompt,
 )
 from asset_pipeline.generation.request import GenerationRequest
-
 
 MIN_STEPS = 10  # never go below this many steps when retrying after running out of memory
 

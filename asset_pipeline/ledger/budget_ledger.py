@@ -21,7 +21,11 @@ from asset_pipeline.ledger.money import (
     to_micros,
     to_usd,
 )
-from asset_pipeline.ledger.schema import budget_entries, prediction_journal, request_index
+from asset_pipeline.ledger.schema import (
+    budget_entries,
+    prediction_journal,
+    request_index,
+)
 
 
 class RequestInFlight(Exception):

@@ -366,7 +366,7 @@ def _timestamps(prediction: FakePrediction) -> dict[str, Any]:
     """started_at / completed_at like Replicate's: the true run time, whatever `predict_time` says."""
     if prediction.predict_time is None:
         return {"started_at": prediction.created_at, "completed_at": None}
-    created = datetime.fromisoformat(prediction.created_at.replace("Z", "+00:00"))
+    created = datetime.fromisoformat(prediction.created_at)
     completed = created + timedelta(seconds=prediction.predict_time)
     return {"started_at": prediction.created_at, "completed_at": completed.isoformat().replace("+00:00", "Z")}
 
