@@ -90,5 +90,10 @@ class ImageBackend(ABC):
         """
         return None
 
+    def billed_for(self, request: GenerationRequest, prediction_id: str) -> float | None:
+        """What the provider billed for a finished provider-side job, or None while it is not
+        finished or cannot be known. Local backends create nothing remote, so nothing to bill."""
+        return None
+
     def close(self) -> None:
         """Release clients, pipelines or GPU memory. The default holds nothing."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -157,6 +158,13 @@ class ReplicateBackend(ImageBackend):
                 f"read ({exc.__class__.__name__})",
                 prediction_id=prediction.id, provider_billed_usd=bill.usd,
             ) from None
+
+    def billed_for(self, request: GenerationRequest, prediction_id: str) -> float | None:
+        prediction = self._call(request, lambda: self._client.predictions.get(prediction_id),
+                                what=f"reading prediction {prediction_id}")
+        if prediction.status not in FINAL_STATUSES:
+            return None
+        return self._bill(price_for(self._prices, request.model), prediction, measured_s=math.inf).usd
 
     def close(self) -> None:
         self._downloads.close()

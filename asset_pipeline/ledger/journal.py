@@ -49,6 +49,26 @@ class PredictionJournal:
 
     def resumable(self, request_hash: str) -> JournaledPrediction | None:
         """The newest prediction for `request_hash` that may still deliver its image, if any."""
+        latest, first_seen = self._latest(request_hash)
+        now = datetime.now(UTC)
+        for prediction_id in reversed(list(latest)):
+            row = latest[prediction_id]
+            if row["status"] in RESUMABLE_STATUSES and now - first_seen[prediction_id] < RESUMABLE_FOR:
+                return JournaledPrediction(prediction_id, row["reservation_id"], row["status"], first_seen[prediction_id])
+        return None
+
+    def expired(self, request_hash: str) -> list[JournaledPrediction]:
+        """Predictions for `request_hash` still `created` / `succeeded` / `fetch_failed` but too old to
+        re-attach to (their output is gone): their reservations must be closed another way."""
+        latest, first_seen = self._latest(request_hash)
+        now = datetime.now(UTC)
+        return [
+            JournaledPrediction(prediction_id, row["reservation_id"], row["status"], first_seen[prediction_id])
+            for prediction_id, row in latest.items()
+            if row["status"] in RESUMABLE_STATUSES and now - first_seen[prediction_id] >= RESUMABLE_FOR
+        ]
+
+    def _latest(self, request_hash: str) -> tuple[dict[str, dict], dict[str, datetime]]:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(prediction_journal)
@@ -60,12 +80,7 @@ class PredictionJournal:
         for row in rows:
             latest[row["prediction_id"]] = dict(row)
             first_seen.setdefault(row["prediction_id"], aware(row["created_at"]))
-        now = datetime.now(UTC)
-        for prediction_id in reversed(list(latest)):
-            row = latest[prediction_id]
-            if row["status"] in RESUMABLE_STATUSES and now - first_seen[prediction_id] < RESUMABLE_FOR:
-                return JournaledPrediction(prediction_id, row["reservation_id"], row["status"], first_seen[prediction_id])
-        return None
+        return latest, first_seen
 
     def prediction_ids(self, request_hash: str) -> frozenset[str]:
         """Every prediction ever journaled for `request_hash`."""

@@ -376,6 +376,7 @@ class ImageGenerator(dg.ConfigurableResource):
         orphan = self._adopt_unjournaled(request, run_id, session, dead_runs, is_alive)
         if orphan is not None:
             return orphan
+        self._close_expired(request)
         try:
             return self.ledger.reserve(
                 run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
@@ -417,6 +418,25 @@ class ImageGenerator(dg.ConfigurableResource):
             if dead:
                 self.ledger.release(reservation, reason="released: its run ended before the provider created anything")
         return None
+
+    def _close_expired(self, request: GenerationRequest) -> None:
+        """Journaled predictions too old to re-attach to (the provider deleted their output) would
+        keep their reservations open for ever: charge what the provider billed for each, once it
+        says so, and journal them `expired`."""
+        for journaled in self.journal.expired(request.request_hash):
+            reservation = self.ledger.open_reservation(journaled.reservation_id)
+            if reservation is None:
+                continue
+            try:
+                billed = self.active_backend.billed_for(request, journaled.prediction_id)
+            except GenerationError:
+                billed = None  # the provider cannot say now: never let that block a new image
+            if billed is None:
+                continue  # not finished yet, or nothing the provider can tell: look again next time
+            self.ledger.charge(reservation, amount_usd=billed, prediction_id=journaled.prediction_id,
+                               reason=f"billed by the provider; prediction {journaled.prediction_id}'s output expired "
+                               "before it was stored")
+            self.journal.record(reservation, prediction_id=journaled.prediction_id, status="expired")
 
     def _output_not_fetched(self, request: GenerationRequest, reservation: Reservation, prediction_id: str,
                             exc: OutputNotFetched) -> NoReturn:

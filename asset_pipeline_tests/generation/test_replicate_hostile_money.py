@@ -9,14 +9,17 @@ not paid for again, and an output that can never be fetched is closed after boun
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.errors import GenerationError, RetriesExhausted
 from asset_pipeline.ledger.circuit import BreakerState
 from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline.ledger.schema import prediction_journal
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
 from asset_pipeline_tests.fake_replicate.server import REAL
@@ -163,4 +166,26 @@ def test_an_output_that_is_never_fetched_is_closed_after_bounded_tries(fake_repl
     pending = gen.generate(request, run_id="run-2")
     assert pending.rendered.prediction_id != made and fake_replicate.created_total == 2
     gen.settle(pending, sha256="0" * 64)
+    assert money_violations(gen.ledger.engine, caps=CAPS, provider_bill_usd=fake_replicate.bill_usd) == []
+
+
+def test_a_journaled_prediction_too_old_to_re_attach_is_charged_what_it_was_billed(fake_replicate, tmp_path: Path) -> None:
+    """Its output is gone (Replicate deletes outputs after an hour): its reservation is closed, not
+    left open for ever, and the image is made by a new prediction."""
+    gen = generator(tmp_path, max_attempts=1)
+    request = request_for(gen)
+    fake_replicate.succeeded_output = ["{base}/files/expired.png"]
+    with pytest.raises(GenerationError):
+        gen.generate(request, run_id="run-1")  # one failed fetch: journaled, reservation kept open
+    [old] = fake_replicate.predictions
+    assert gen.ledger.status(CAPS).open_reservations == 1
+    with gen.ledger.engine.begin() as connection:
+        connection.execute(update(prediction_journal).values(created_at=datetime.now(UTC) - timedelta(hours=2)))
+    fake_replicate.succeeded_output = REAL
+    pending = gen.generate(request, run_id="run-2")
+    assert pending.rendered.prediction_id != old and fake_replicate.created_total == 2
+    gen.settle(pending, sha256="0" * 64)
+    [expired] = [e for e in gen.ledger.entries() if e["kind"] == "charge" and e["prediction_id"] == old]
+    assert expired["amount_usd"] == pytest.approx(0.003) and "expired" in expired["reason"]
+    # Created twice on purpose: the first prediction's output was gone for good.
     assert money_violations(gen.ledger.engine, caps=CAPS, provider_bill_usd=fake_replicate.bill_usd) == []

@@ -110,7 +110,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
 def _run(engine: Engine, *, examples: int, steps: int) -> None:
     machine = type("Machine", (MoneyMachine,), {"engine": engine})
-    machine.TestCase.settings = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+    machine.TestCase.settings = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
                                          suppress_health_check=[HealthCheck.too_slow])
     machine.TestCase().runTest()
 
