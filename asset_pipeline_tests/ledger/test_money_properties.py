@@ -16,11 +16,21 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
 from sqlalchemy import Engine, delete
 
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, billed_usd
-from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, Reservation
+from asset_pipeline.ledger.budget_ledger import (
+    BudgetExhausted,
+    BudgetLedger,
+    Reservation,
+)
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps, NonFiniteAmount
