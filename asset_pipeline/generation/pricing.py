@@ -111,7 +111,10 @@ def billable_seconds(reported: object, *, fallback_s: float | None, max_s: float
 def _plausible(value: object, max_s: float) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value) and 0 <= value <= max_s
+    try:
+        return math.isfinite(value) and 0 <= value <= max_s
+    except OverflowError:  # an int too large for a float: 10**400 seconds is garbage too
+        return False
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +17,7 @@ from asset_pipeline.ledger.money import (
     NonFiniteAmount,
     checked_charge,
     first_violation,
+    is_finite_number,
     to_micros,
     to_usd,
 )
@@ -101,7 +101,7 @@ class BudgetLedger:
         the same request hash less than that long ago: concurrent runs never pay twice for one image.
         Reservations of `dead_runs` (runs known to have ended) do not count.
         """
-        if not math.isfinite(amount_usd) or amount_usd < 0:
+        if not is_finite_number(amount_usd) or amount_usd < 0:
             raise NonFiniteAmount(f"refusing to reserve {amount_usd!r} for {partition_key}: not a finite amount >= 0")
         amount = to_micros(amount_usd)
         with exclusive(self.engine) as connection:

@@ -21,13 +21,23 @@ class NonFiniteAmount(ValueError):
     """An amount that is NaN, infinite or not a number at all: never booked."""
 
 
+def is_finite_number(value: object) -> bool:
+    """True for an int or float that is finite as a float (10**400 is not: it overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def checked_charge(amount_usd: float, *, reserved_usd: float) -> tuple[int, str | None]:
     """The micro-dollars to book for a charge against a reservation of `reserved_usd`, and a note
     when the amount had to be clamped into [0, reserved] (invariant 1: no charge passes its
     reservation, none is negative). Non-finite amounts are refused with `NonFiniteAmount`."""
-    if isinstance(amount_usd, bool) or not isinstance(amount_usd, (int, float)) or not math.isfinite(amount_usd):
+    if not is_finite_number(amount_usd):
         raise NonFiniteAmount(f"refusing to book a charge of {amount_usd!r}: not a finite number of dollars")
-    reserved = max(0, to_micros(reserved_usd)) if math.isfinite(reserved_usd) else 0
+    reserved = max(0, to_micros(reserved_usd)) if is_finite_number(reserved_usd) else 0
     if amount_usd < 0:
         return 0, f"clamped from ${amount_usd:.6f} to $0: a charge is never negative"
     if amount_usd * MICROS_PER_USD > reserved:

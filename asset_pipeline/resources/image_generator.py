@@ -14,7 +14,6 @@ is unknown keeps its reservation open so the next run can re-attach instead of p
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, R
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker, CircuitOpen
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import MAX_FETCH_TRIES, PredictionJournal
-from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps, is_finite_number
 
 
 # How long another run's open reservation counts as "being generated right now". Once its
@@ -359,7 +358,7 @@ class ImageGenerator(dg.ConfigurableResource):
                 continue  # still being generated elsewhere, or its fate is unknown: leave it open
             reason = "charged on a later run: the image was stored before the earlier run died"
             amount = cost_usd
-            if not isinstance(cost_usd, (int, float)) or not math.isfinite(cost_usd) or cost_usd < 0:
+            if not is_finite_number(cost_usd) or cost_usd < 0:
                 # An older version could store NaN here; the reservation is what it cost at most.
                 amount = reservation.amount_usd
                 reason += f"; the stored cost {cost_usd!r} is not a usable amount, so the reservation is charged"

@@ -16,7 +16,8 @@ Hostile money modes (issue 11), each a field of `FakeReplicateState`: `reported_
 `create_resets` (the next creations are made, then the connection drops mid-answer),
 `create_garbled` (the next creations are made, then answered with a garbled (status, body)),
 `succeeded_output` (what a succeeded prediction reports as output: [], None, "file:///etc/passwd",
-a bad data: URI, an expired file or a redirect loop; `{base}` is the server's URL).
+a bad data: URI, an expired file or a redirect loop; `{base}` is the server's URL), `garbled_reads`
+(the next reads of a prediction are answered 200 with HTML).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class FakeReplicateState:
     create_resets: int = 0
     create_garbled: list[tuple[int, str]] = field(default_factory=list)
     succeeded_output: Any = REAL
+    garbled_reads: int = 0
 
     @property
     def bill_usd(self) -> float:
@@ -173,6 +175,9 @@ def build_app(state: FakeReplicateState) -> Starlette:
         with state.lock:
             if state.fail_gets:
                 return problem(state.fail_gets.pop(0), "Injected failure", "injected failure on a read")
+            if state.garbled_reads > 0:  # hostile money mode: a 200 whose body is not JSON
+                state.garbled_reads -= 1
+                return Response("<html><body>Service temporarily unavailable</body></html>", media_type="text/html")
             prediction = state.predictions.get(request.path_params["id"])
             if prediction is None:
                 return problem(404, "Not found", "no such prediction")

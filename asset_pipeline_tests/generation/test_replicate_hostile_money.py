@@ -46,7 +46,7 @@ def violations(gen: ImageGenerator, fake, **extra) -> list[str]:
                             creations_per_input=fake.creations, **extra)
 
 
-@pytest.mark.parametrize("reported", [-1000, 1e7, math.nan, math.inf, -math.inf, "fast", "12.5", None, [1]])
+@pytest.mark.parametrize("reported", [-1000, 1e7, math.nan, math.inf, -math.inf, 10**400, "fast", "12.5", None, [1]])
 def test_garbage_predict_time_is_never_booked_as_is(fake_replicate, tmp_path: Path, reported) -> None:
     fake_replicate.reported_predict_time = reported
     gen = generator(tmp_path, model=SDXL)
@@ -189,3 +189,15 @@ def test_a_journaled_prediction_too_old_to_re_attach_is_charged_what_it_was_bill
     assert expired["amount_usd"] == pytest.approx(0.003) and "expired" in expired["reason"]
     # Created twice on purpose: the first prediction's output was gone for good.
     assert money_violations(gen.ledger.engine, caps=CAPS, provider_bill_usd=fake_replicate.bill_usd) == []
+
+
+def test_a_garbled_poll_answer_names_the_prediction_and_re_attaches(fake_replicate, tmp_path: Path) -> None:
+    fake_replicate.garbled_reads = 1
+    gen = generator(tmp_path)
+    pending = gen.generate(request_for(gen), run_id="run-1")
+    [made] = fake_replicate.predictions
+    assert pending.rendered.prediction_id == made and fake_replicate.created_total == 1
+    [first] = gen.attempt_log.history()
+    assert f"polling prediction {made}" in first["detail"] and "unreadable answer" in first["detail"] and "(JSONDecodeError)" in first["detail"]
+    gen.settle(pending, sha256="0" * 64)
+    assert violations(gen, fake_replicate) == []
