@@ -10,6 +10,7 @@
         ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent
         ├── RequestInFlightError  another run is generating the same image right now; nothing was sent
         ├── ProviderError       the provider refused or failed a request (HTTP status when known)
+        │   └── CreateOutcomeUnknown  a create's answer was lost or garbled: the prediction may exist
         ├── OutputNotFetched    the provider made the image but we could not download it yet
         │   └── OutputRefused   its output can never be used: host, scheme, size or encoding refused
         ├── CircuitOpenError    the provider's circuit breaker is open; nothing was sent
@@ -122,7 +123,23 @@ class RetriesExhausted(GenerationError):
 
 
 class OutputNotFetched(GenerationError):
-    """The prediction succeeded but its output could not be downloaded; a later run re-attaches."""
+    """The prediction succeeded but its output could not be downloaded; a later attempt re-attaches.
+
+    `prediction_id` and `provider_billed_usd` (what the provider billed for it), when the backend
+    knows them, let the generator close the reservation once the output is found unfetchable for
+    good. (Not `billed_usd`: nothing is booked yet while the output may still be fetched.)
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, prediction_id: str | None = None,
+                 provider_billed_usd: float | None = None):
+        super().__init__(partition_key, reason)
+        self.prediction_id = prediction_id
+        self.provider_billed_usd = provider_billed_usd
+
+
+class CreateOutcomeUnknown(ProviderError):
+    """A create request may have reached the provider but its answer was lost or unreadable: the
+    reservation stays open and the provider is searched for the prediction before any new create."""
 
 
 class OutputRefused(OutputNotFetched):
@@ -134,8 +151,7 @@ class OutputRefused(OutputNotFetched):
     """
 
     def __init__(self, partition_key: str, reason: str, *, prediction_id: str, billed_usd: float):
-        super().__init__(partition_key, reason)
-        self.prediction_id = prediction_id
+        super().__init__(partition_key, reason, prediction_id=prediction_id, provider_billed_usd=billed_usd)
         self.billed_usd = billed_usd
 
 

@@ -23,6 +23,7 @@ class RenderedImage:
     prediction_id: str | None = None
     original: bytes | None = None  # the provider's own file, kept beside the fitted PNG
     original_format: str | None = None
+    billing_note: str | None = None  # why `cost_usd` is not simply the provider's own report
 
 
 @dataclass
@@ -42,12 +43,20 @@ class RenderSession:
 
 
 class PaidFailure(GenerationError):
-    """The provider call failed after money may have been spent; `billed_usd` is what it billed."""
+    """The provider call failed after money may have been spent; `billed_usd` is what it billed.
 
-    def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None):
+    `final` means retrying the identical request would only pay again for the same result (a
+    succeeded prediction whose output is unusable): the image fails with this cause instead.
+    `billing_note` says why `billed_usd` is not simply the provider's own report.
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None,
+                 final: bool = False, billing_note: str | None = None):
         super().__init__(partition_key, reason)
         self.billed_usd = billed_usd
         self.prediction_id = prediction_id
+        self.final = final
+        self.billing_note = billing_note
 
 
 class PaidInvalidImage(PaidFailure, InvalidImageError):
@@ -84,6 +93,11 @@ class ImageBackend(ABC):
 
         Local backends create nothing remote, so there is nothing to find.
         """
+        return None
+
+    def billed_for(self, request: GenerationRequest, prediction_id: str) -> float | None:
+        """What the provider billed for a finished provider-side job, or None while it is not
+        finished or cannot be known. Local backends create nothing remote, so nothing to bill."""
         return None
 
     def close(self) -> None:

@@ -14,6 +14,10 @@
     out_of_resources   CUDA out of memory                    lower size or steps within bounds
     invalid_input      other 4xx (401, 403, 422 on input)    fail, no retry
     budget_exhausted   a cap would be passed                 fail, no retry
+    output_not_fetched a paid output could not be downloaded back off, re-attach (no new prediction);
+                                                             not a provider outage for the breaker
+    unusable_output    a succeeded prediction's output is    fail: an identical retry pays again
+                       unusable (none, not a URL)            for the same result
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ class FailureClass(StrEnum):
     OUT_OF_RESOURCES = "out_of_resources"
     INVALID_INPUT = "invalid_input"
     BUDGET_EXHAUSTED = "budget_exhausted"
-    INVALID_OUTPUT = "invalid_output"
-    OUTPUT_UNFETCHED = "output_unfetched"
+    INVALID_OUTPUT = "invalid_output"  # undecodable, wrong size, refused (too big, foreign host)
+    OUTPUT_NOT_FETCHED = "output_not_fetched"  # a download that failed or ran out of time
+    UNUSABLE_OUTPUT = "unusable_output"  # succeeded with no output at all, or not a URL
 
 
 class Strategy(StrEnum):
@@ -55,13 +60,16 @@ STRATEGY_FOR = {
     FailureClass.INVALID_INPUT: Strategy.FAIL,
     FailureClass.BUDGET_EXHAUSTED: Strategy.FAIL,
     FailureClass.INVALID_OUTPUT: Strategy.FAIL,
-    FailureClass.OUTPUT_UNFETCHED: Strategy.FAIL,
+    # Re-attaches to the same prediction (free); the journal bounds the tries across runs.
+    FailureClass.OUTPUT_NOT_FETCHED: Strategy.BACKOFF,
+    FailureClass.UNUSABLE_OUTPUT: Strategy.FAIL,
 }
 
 # Failures that say something about the provider's health (they feed the circuit breaker). Bad
 # outputs count: a provider answering garbage to every request should stop being paid quickly.
+# A download that failed does not: re-attaching to it on every run must not trip the breaker.
 PROVIDER_FAILURES = frozenset({FailureClass.TRANSIENT, FailureClass.MODEL_UNAVAILABLE,
-                               FailureClass.INVALID_OUTPUT, FailureClass.OUTPUT_UNFETCHED})
+                               FailureClass.INVALID_OUTPUT, FailureClass.UNUSABLE_OUTPUT})
 OutputProblem = Literal["invalid", "unfetched"]
 
 _SAFETY = re.compile(r"nsfw|safety|content (policy|filter)|flagged|sensitive", re.IGNORECASE)
@@ -90,7 +98,7 @@ def classify(
     `output_problem` says the prediction succeeded but its output was invalid or not fetched.
     """
     if output_problem is not None and not budget:
-        failure = FailureClass.INVALID_OUTPUT if output_problem == "invalid" else FailureClass.OUTPUT_UNFETCHED
+        failure = FailureClass.INVALID_OUTPUT if output_problem == "invalid" else FailureClass.OUTPUT_NOT_FETCHED
         return Classified(failure, STRATEGY_FOR[failure])
     failure = _failure_class(status, message, budget, cold_boot_timeouts)
     wait = _wait_seconds(retry_after, message) if failure is FailureClass.RATE_LIMITED else None

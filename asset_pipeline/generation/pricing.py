@@ -8,6 +8,7 @@ then), so the charge can never exceed the reservation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
@@ -67,12 +68,53 @@ def reservation_usd(price: ModelPrice, *, max_predict_seconds: float) -> float:
     return price.per_second_usd * max_predict_seconds
 
 
-def billed_usd(price: ModelPrice, *, succeeded: bool, predict_time_s: float | None) -> float:
-    """What the provider bills: per-image models only for success; time-billed ones for time used."""
+@dataclass(frozen=True)
+class Bill:
+    """What a prediction cost; `note` says why the figure is not simply the provider's own report."""
+
+    usd: float
+    note: str | None = None
+
+
+def billed_usd(
+    price: ModelPrice, *, succeeded: bool, predict_time_s: object, fallback_s: float | None = None,
+    max_predict_seconds: float = math.inf,
+) -> Bill:
+    """What the provider bills: per-image models only for success; time-billed ones for time used.
+
+    `predict_time_s` is what the provider reported, untrusted: it is used only when it is a finite
+    number of seconds within [0, max_predict_seconds]. Otherwise the bill uses `fallback_s` (the
+    prediction's own timestamps, or the time we measured), clamped to the same range, and says so.
+    """
     if price.per_image_usd is not None:
-        return price.per_image_usd if succeeded else 0.0
+        return Bill(price.per_image_usd if succeeded else 0.0)
     assert price.per_second_usd is not None
-    return price.per_second_usd * (predict_time_s or 0.0)
+    seconds, note = billable_seconds(predict_time_s, fallback_s=fallback_s, max_s=max_predict_seconds)
+    return Bill(price.per_second_usd * seconds, note)
+
+
+def billable_seconds(reported: object, *, fallback_s: float | None, max_s: float) -> tuple[float, str | None]:
+    """Seconds to bill and, when the provider's figure was not usable, why and what replaced it."""
+    if _plausible(reported, max_s):
+        return float(reported), None  # type: ignore[arg-type]
+    shown = repr(reported)[:40]
+    if reported is None:
+        problem = "the provider reported no predict_time"
+    else:
+        problem = f"the provider reported predict_time={shown}, not a duration within [0, {max_s:g}] s"
+    if fallback_s is None or not math.isfinite(fallback_s):
+        return max_s if math.isfinite(max_s) else 0.0, f"{problem}; billed the longest allowed run ({max_s:g} s)"
+    seconds = min(max(fallback_s, 0.0), max_s)
+    return seconds, f"{problem}; billed the {seconds:.3f} s the prediction took by its timestamps or our clock"
+
+
+def _plausible(value: object, max_s: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and 0 <= value <= max_s
+    except OverflowError:  # an int too large for a float: 10**400 seconds is garbage too
+        return False
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

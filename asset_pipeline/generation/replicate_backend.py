@@ -10,6 +10,7 @@ used: it returns `None` output when the server answers `processing` after its wa
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,11 +20,24 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
-from asset_pipeline.errors import ProviderError
-from asset_pipeline.generation.backend import ImageBackend, PaidFailure, PaidInvalidImage, RenderedImage, RenderSession
+from asset_pipeline.errors import (
+    CreateOutcomeUnknown,
+    GenerationError,
+    OutputNotFetched,
+    OutputRefused,
+    ProviderError,
+)
+from asset_pipeline.generation.backend import (
+    ImageBackend,
+    PaidFailure,
+    PaidInvalidImage,
+    RenderedImage,
+    RenderSession,
+)
 from asset_pipeline.generation.delivery import Delivery, DeliveryLimits
 from asset_pipeline.generation.output_size import max_output_pixels, size_problem
 from asset_pipeline.generation.pricing import (
+    Bill,
     ModelPrice,
     billed_usd,
     model_name,
@@ -83,30 +97,67 @@ class ReplicateBackend(ImageBackend):
 
     def render(self, request: GenerationRequest, session: RenderSession) -> RenderedImage:
         price = price_for(self._prices, request.model)
+        started = time.monotonic()
         if session.resume_prediction_id is not None:
-            prediction = self._call(request, lambda: self._client.predictions.get(session.resume_prediction_id))
+            resume_id = session.resume_prediction_id
+            prediction = self._call(request, lambda: self._client.predictions.get(resume_id),
+                                    what=f"reading prediction {resume_id}")
         else:
             prediction = self._create(request, price)
             session.on_created(prediction.id)
         prediction = self._wait(request, prediction, session)
-        predict_time = (prediction.metrics or {}).get("predict_time")
+        bill = self._bill(price, prediction, measured_s=time.monotonic() - started)
         if prediction.status != "succeeded":
             reason = f"prediction {prediction.id} {prediction.status}"
             if prediction.error:
                 reason += f": {str(prediction.error)[:300]}"
-            raise PaidFailure(
-                request.partition_key, reason,
-                billed_usd=billed_usd(price, succeeded=False, predict_time_s=predict_time),
-                prediction_id=prediction.id,
-            )
-        cost = billed_usd(price, succeeded=True, predict_time_s=predict_time)
-        data = self._delivery.fetch(prediction.output, partition_key=request.partition_key,
-                                    prediction_id=prediction.id, billed_usd=cost, cancelled=session.cancelled)
+            raise PaidFailure(request.partition_key, reason, billed_usd=bill.usd, prediction_id=prediction.id,
+                              billing_note=bill.note)
+        cost = bill.usd
+        data = self._fetch_output(request, prediction, bill, session)
         fitted = self._fit(request, price, prediction.id, data, cost)
         return RenderedImage(
             png=fitted.png, model=request.model, cost_usd=cost, prediction_id=prediction.id,
-            original=data, original_format=fitted.original_format.lower() or None,
+            original=data, original_format=fitted.original_format.lower() or None, billing_note=bill.note,
         )
+
+    def _bill(self, price: ModelPrice, prediction: Any, *, measured_s: float) -> Bill:
+        """What the provider billed for `prediction`. Its reported `predict_time` is checked, not
+        trusted: garbage (negative, huge, NaN, a string) is replaced by the prediction's own
+        started/completed timestamps, else by the time we measured, clamped to our time limit."""
+        metrics = prediction.metrics if isinstance(prediction.metrics, dict) else {}
+        took = _seconds_between(getattr(prediction, "started_at", None), getattr(prediction, "completed_at", None))
+        return billed_usd(price, succeeded=prediction.status == "succeeded", predict_time_s=metrics.get("predict_time"),
+                          fallback_s=took if took is not None else measured_s,
+                          max_predict_seconds=self._max_predict_seconds)
+
+    def _fetch_output(self, request: GenerationRequest, prediction: Any, bill: Bill, session: RenderSession) -> bytes:
+        """The output's bytes. A succeeded prediction was billed whatever its output: every failure
+        here carries the prediction id and the bill, so the generator books what was billed."""
+        try:
+            return self._delivery.fetch(prediction.output, partition_key=request.partition_key,
+                                        prediction_id=prediction.id, billed_usd=bill.usd, cancelled=session.cancelled)
+        except OutputRefused:
+            raise  # refused for good; it carries the prediction and its bill
+        except OutputNotFetched as exc:
+            raise OutputNotFetched(request.partition_key, exc.reason, prediction_id=prediction.id,
+                                   provider_billed_usd=bill.usd) from None
+        except GenerationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the output was, say which prediction and what
+            raise OutputNotFetched(
+                request.partition_key,
+                f"prediction {prediction.id} succeeded but its output ({_describe(prediction.output)}) could not be "
+                f"read ({exc.__class__.__name__})",
+                prediction_id=prediction.id, provider_billed_usd=bill.usd,
+            ) from None
+
+    def billed_for(self, request: GenerationRequest, prediction_id: str) -> float | None:
+        prediction = self._call(request, lambda: self._client.predictions.get(prediction_id),
+                                what=f"reading prediction {prediction_id}")
+        if prediction.status not in FINAL_STATUSES:
+            return None
+        return self._bill(price_for(self._prices, request.model), prediction, measured_s=math.inf).usd
 
     def close(self) -> None:
         self._delivery.close()
@@ -139,7 +190,7 @@ class ReplicateBackend(ImageBackend):
         rather than pay for the same image again. Failed and cancelled ones cannot deliver."""
         wanted = _normalised(self.model_inputs(request, price_for(self._prices, request.model)))
         model = model_name(request.model)
-        page = self._call(request, lambda: self._client.predictions.list())
+        page = self._call(request, lambda: self._client.predictions.list(), what="listing predictions")
         for _ in range(MAX_LIST_PAGES):
             for prediction in page.results:
                 created = _parse_time(prediction.created_at)
@@ -149,13 +200,14 @@ class ReplicateBackend(ImageBackend):
                     continue
                 inputs = prediction.input
                 if inputs is None:  # a listing may leave inputs out; the prediction itself has them
-                    inputs = self._call(request, lambda p=prediction: self._client.predictions.get(p.id)).input
+                    inputs = self._call(request, lambda p=prediction: self._client.predictions.get(p.id),
+                                        what=f"reading prediction {prediction.id}").input
                 if _normalised(inputs or {}) == wanted:
                     return prediction.id
             if not page.next:
                 return None
             cursor = page.next
-            page = self._call(request, lambda: self._client.predictions.list(cursor=cursor))
+            page = self._call(request, lambda: self._client.predictions.list(cursor=cursor), what="listing predictions")
         return None
 
     def model_inputs(self, request: GenerationRequest, price: ModelPrice) -> dict[str, Any]:
@@ -173,12 +225,32 @@ class ReplicateBackend(ImageBackend):
         return inputs
 
     def _create(self, request: GenerationRequest, price: ModelPrice) -> Any:
+        """Create the prediction. Replicate has no idempotency key, so an answer that was lost or
+        cannot be read raises `CreateOutcomeUnknown`: the prediction may exist and be billed. Only a
+        readable error answer or a connection that never opened says surely nothing was created."""
         inputs = self.model_inputs(request, price)
         if ":" in request.model:
             version = request.model.split(":", 1)[1]
-            return self._call(request, lambda: self._client.predictions.create(version=version, input=inputs))
-        owner_and_name = model_name(request.model)
-        return self._call(request, lambda: self._client.models.predictions.create(model=owner_and_name, input=inputs))
+            call = lambda: self._client.predictions.create(version=version, input=inputs)
+        else:
+            owner_and_name = model_name(request.model)
+            call = lambda: self._client.models.predictions.create(model=owner_and_name, input=inputs)
+        self._last_retry_after.value = None
+        try:
+            prediction = call()
+        except ReplicateError as exc:
+            if exc.status is not None and exc.status >= 500 and not (exc.title or exc.detail):
+                raise _unknown(request, f"answered HTTP {exc.status} with an unreadable body", exc.status) from None
+            raise self._provider_error(request, exc) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None
+        except httpx.HTTPError as exc:
+            raise _unknown(request, f"dropped the connection after the request was sent ({exc.__class__.__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - a garbled 2xx body: JSONDecodeError, ValidationError, ...
+            raise _unknown(request, f"answered with an unreadable body ({exc.__class__.__name__})") from None
+        if not isinstance(getattr(prediction, "id", None), str) or not prediction.id:
+            raise _unknown(request, "answered without a prediction id")
+        return prediction
 
     def _wait(self, request: GenerationRequest, prediction: Any, session: RenderSession) -> Any:
         started = time.monotonic()
@@ -191,31 +263,69 @@ class ReplicateBackend(ImageBackend):
                 session.on_progress(clock.step("processing", index=step[0] - 1, total=step[1], now=time.monotonic()))
             overdue = time.monotonic() - started > self._max_predict_seconds
             if session.cancelled.is_set() or overdue:
-                self._call(request, lambda: self._client.predictions.cancel(prediction.id))
-                prediction = self._call(request, lambda: self._client.predictions.get(prediction.id))
+                self._call(request, lambda: self._client.predictions.cancel(prediction.id),
+                           what=f"cancelling prediction {prediction.id}")
+                prediction = self._call(request, lambda: self._client.predictions.get(prediction.id),
+                                        what=f"reading prediction {prediction.id}")
                 if prediction.status not in FINAL_STATUSES:
                     prediction.status = "canceled"
                 why = "run terminated" if session.cancelled.is_set() else f"ran over {self._max_predict_seconds:.0f} s"
                 prediction.error = f"cancelled: {why}"
                 return prediction
             session.cancelled.wait(self._poll_interval_s)
-            prediction = self._call(request, lambda: self._client.predictions.get(prediction.id))
+            prediction = self._call(request, lambda: self._client.predictions.get(prediction.id),
+                                    what=f"polling prediction {prediction.id}")
         return prediction
 
     def _remember_retry_after(self, response: httpx.Response) -> None:
         self._last_retry_after.value = response.headers.get("retry-after")
 
-    def _call(self, request: GenerationRequest, call: Any) -> Any:
-        """Run one client call, turning its errors into `ProviderError` with the HTTP status."""
+    def _call(self, request: GenerationRequest, call: Any, *, what: str = "") -> Any:
+        """Run one client call, turning its errors into `ProviderError` with the HTTP status; `what`
+        names the call (and its prediction) in the message."""
         self._last_retry_after.value = None
+        doing = f" {what}" if what else ""
         try:
             return call()
         except ReplicateError as exc:
-            summary = "; ".join(part for part in (exc.title, exc.detail) if part) or "error"
-            raise ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}: {summary[:300]}",
-                                status=exc.status, retry_after=getattr(self._last_retry_after, "value", None)) from None
+            raise self._provider_error(request, exc, what=what) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None
+            raise ProviderError(request.partition_key,
+                                f"cannot reach Replicate{doing}: {exc.__class__.__name__}") from None
+        except Exception as exc:  # noqa: BLE001 - garbled answers: JSONDecodeError, ValidationError, ...
+            raise ProviderError(request.partition_key,
+                                f"Replicate sent an unreadable answer{doing} ({exc.__class__.__name__})") from None
+
+    def _provider_error(self, request: GenerationRequest, exc: ReplicateError, *, what: str = "") -> ProviderError:
+        summary = "; ".join(part for part in (exc.title, exc.detail) if part) or "error"
+        doing = f" {what}" if what else ""
+        return ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}{doing}: {summary[:300]}",
+                             status=exc.status, retry_after=getattr(self._last_retry_after, "value", None))
+
+
+def _unknown(request: GenerationRequest, what: str, status: int | None = None) -> CreateOutcomeUnknown:
+    return CreateOutcomeUnknown(
+        request.partition_key,
+        f"Replicate {what} when asked to create a prediction: it may exist and be billed, so its reservation "
+        "stays open and the provider is searched for it before any new create",
+        status=status,
+    )
+
+
+def _describe(output: Any) -> str:
+    """A short, safe description of a provider output for error messages."""
+    if isinstance(output, (list, tuple)):
+        return f"output list of {len(output)}" + (f", first {_describe(output[0])}" if output else "")
+    if isinstance(output, str):
+        return f"output {output[:60]!r}" + ("..." if len(output) > 60 else "")
+    return f"output {type(output).__name__}"
+
+
+def _seconds_between(started: Any, completed: Any) -> float | None:
+    begin, end = _parse_time(started), _parse_time(completed)
+    if begin is None or end is None:
+        return None
+    return (end - begin).total_seconds()
 
 
 def _normalised(inputs: dict[str, Any]) -> str:
@@ -224,8 +334,8 @@ def _normalised(inputs: dict[str, Any]) -> str:
                        for key, value in inputs.items()}, sort_keys=True)
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
+def _parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

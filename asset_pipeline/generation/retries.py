@@ -14,6 +14,7 @@ from asset_pipeline.errors import (
     ProviderError,
 )
 from asset_pipeline.generation.failures import (
+    STRATEGY_FOR,
     Classified,
     FailureClass,
     OutputProblem,
@@ -42,6 +43,9 @@ class BackoffSettings(Protocol):
 
 
 def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Classified:
+    # Set by the generator and backends from what they know, not from message patterns.
+    if getattr(error, "final", False):
+        return Classified(FailureClass.UNUSABLE_OUTPUT, STRATEGY_FOR[FailureClass.UNUSABLE_OUTPUT])
     timeouts = sum(1 for attempt in history if "ran over" in attempt.detail)
     return classify(
         status=getattr(error, "status", None),
@@ -66,7 +70,7 @@ def next_request(
 ) -> GenerationRequest | None:
     """The request to try next, or None when this class of failure has no strategy left."""
     failure = classified.failure
-    if failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+    if failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT, FailureClass.OUTPUT_NOT_FETCHED):
         return request
     if failure is FailureClass.CONTENT_REJECTED:
         already = any(a.failure_class == FailureClass.CONTENT_REJECTED for a in history)
@@ -86,6 +90,6 @@ def next_request(
 def wait_before_retry(classified: Classified, attempt: int, settings: BackoffSettings) -> float:
     if classified.failure is FailureClass.RATE_LIMITED and classified.wait_s is not None:
         return min(classified.wait_s, settings.max_wait_s)
-    if classified.failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT):
+    if classified.failure in (FailureClass.RATE_LIMITED, FailureClass.TRANSIENT, FailureClass.OUTPUT_NOT_FETCHED):
         return backoff_seconds(attempt, base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s)
     return 0.0

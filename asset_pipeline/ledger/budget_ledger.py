@@ -10,8 +10,22 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select
 
 from asset_pipeline.ledger.database import aware, exclusive, history_rows
-from asset_pipeline.ledger.money import BudgetCaps, CapViolation, Committed, first_violation, to_micros, to_usd
-from asset_pipeline.ledger.schema import budget_entries, prediction_journal, request_index
+from asset_pipeline.ledger.money import (
+    BudgetCaps,
+    CapViolation,
+    Committed,
+    NonFiniteAmount,
+    checked_charge,
+    first_violation,
+    is_finite_number,
+    to_micros,
+    to_usd,
+)
+from asset_pipeline.ledger.schema import (
+    budget_entries,
+    prediction_journal,
+    request_index,
+)
 
 
 class RequestInFlight(Exception):
@@ -87,6 +101,8 @@ class BudgetLedger:
         the same request hash less than that long ago: concurrent runs never pay twice for one image.
         Reservations of `dead_runs` (runs known to have ended) do not count.
         """
+        if not is_finite_number(amount_usd) or amount_usd < 0:
+            raise NonFiniteAmount(f"refusing to reserve {amount_usd!r} for {partition_key}: not a finite amount >= 0")
         amount = to_micros(amount_usd)
         with exclusive(self.engine) as connection:
             if in_flight_for_s is not None:
@@ -118,8 +134,13 @@ class BudgetLedger:
         ).scalar_one_or_none()
 
     def charge(self, reservation: Reservation, *, amount_usd: float, prediction_id: str | None, reason: str) -> bool:
-        """Close `reservation` with what was really spent; False (and nothing written) if already closed."""
-        return self._close(reservation, "charge", to_micros(amount_usd), reason, prediction_id)
+        """Close `reservation` with what was really spent; False (and nothing written) if already closed.
+
+        Defence in depth for invariant 1: a non-finite amount raises `NonFiniteAmount` (nothing is
+        written), and an amount outside [0, reserved] is clamped, the clamp noted in the reason.
+        """
+        amount, note = checked_charge(amount_usd, reserved_usd=reservation.amount_usd)
+        return self._close(reservation, "charge", amount, f"{reason}; {note}" if note else reason, prediction_id)
 
     def release(self, reservation: Reservation, *, reason: str, prediction_id: str | None = None) -> bool:
         """Close `reservation` unspent; False (and nothing written) if already closed."""
@@ -169,19 +190,25 @@ class BudgetLedger:
         return [_reservation(row) for row in rows]
 
     def unjournaled_reservations(
-        self, request_hash: str, *, run_id: str, older_than_s: float, dead_runs: frozenset[str] = frozenset()
+        self, request_hash: str, *, run_id: str, older_than_s: float, dead_runs: frozenset[str] = frozenset(),
+        own_run_too: bool = False,
     ) -> list[tuple[Reservation, datetime]]:
         """Other runs' open reservations for `request_hash` that no journaled prediction belongs to,
-        reserved more than `older_than_s` ago or held by one of `dead_runs`; with when each was made."""
+        reserved more than `older_than_s` ago or held by one of `dead_runs`; with when each was made.
+
+        `own_run_too` adds `run_id`'s own such reservations whatever their age: a run holds one only
+        after a create whose outcome it could not learn (the caller serialises a request's attempts)."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         journaled = select(prediction_journal.c.reservation_id).where(prediction_journal.c.request_hash == request_hash)
         with self.engine.connect() as connection:
             open_ = _open(connection)
+            whose = [and_(open_.c.run_id != run_id, or_(open_.c.created_at < cutoff, open_.c.run_id.in_(list(dead_runs))))]
+            if own_run_too:
+                whose.append(open_.c.run_id == run_id)
             rows = connection.execute(
                 select(open_).where(
-                    open_.c.request_hash == request_hash, open_.c.run_id != run_id,
-                    open_.c.reservation_id.not_in(journaled),
-                    or_(open_.c.created_at < cutoff, open_.c.run_id.in_(list(dead_runs))),
+                    open_.c.request_hash == request_hash, open_.c.reservation_id.not_in(journaled),
+                    or_(*whose),
                 ).order_by(open_.c.id)
             ).mappings().all()
         return [(_reservation(row), aware(row["created_at"])) for row in rows]

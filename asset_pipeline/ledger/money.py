@@ -5,6 +5,7 @@ Micro-dollars keep sums exact in SQLite (which has no decimal type) and PostgreS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MICROS_PER_USD = 1_000_000
@@ -14,6 +15,34 @@ MAX_BUDGET_USD = 100_000.0
 
 def to_micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
+
+
+class NonFiniteAmount(ValueError):
+    """An amount that is NaN, infinite or not a number at all: never booked."""
+
+
+def is_finite_number(value: object) -> bool:
+    """True for an int or float that is finite as a float (10**400 is not: it overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def checked_charge(amount_usd: float, *, reserved_usd: float) -> tuple[int, str | None]:
+    """The micro-dollars to book for a charge against a reservation of `reserved_usd`, and a note
+    when the amount had to be clamped into [0, reserved] (invariant 1: no charge passes its
+    reservation, none is negative). Non-finite amounts are refused with `NonFiniteAmount`."""
+    if not is_finite_number(amount_usd):
+        raise NonFiniteAmount(f"refusing to book a charge of {amount_usd!r}: not a finite number of dollars")
+    reserved = max(0, to_micros(reserved_usd)) if is_finite_number(reserved_usd) else 0
+    if amount_usd < 0:
+        return 0, f"clamped from ${amount_usd:.6f} to $0: a charge is never negative"
+    if amount_usd * MICROS_PER_USD > reserved:
+        return reserved, f"clamped from ${amount_usd:.6f} to the reservation's ${to_usd(reserved):.6f}"
+    return to_micros(amount_usd), None
 
 
 def to_usd(micros: int) -> float:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NoReturn
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -30,9 +30,11 @@ from asset_pipeline.errors import (
     BudgetExhaustedError,
     CircuitOpenError,
     ConfigurationError,
+    CreateOutcomeUnknown,
     GenerationError,
     InvalidImageError,
     OutputNotFetched,
+    OutputRefused,
     RequestInFlightError,
     RetriesExhausted,
 )
@@ -53,8 +55,8 @@ from asset_pipeline.ledger.attempts import AttemptLog
 from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, RequestInFlight, Reservation
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker, CircuitOpen
 from asset_pipeline.ledger.database import ledger_engine
-from asset_pipeline.ledger.journal import PredictionJournal
-from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.ledger.journal import MAX_FETCH_TRIES, PredictionJournal
+from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps, is_finite_number
 
 
 # How long another run's open reservation counts as "being generated right now". Once its
@@ -329,6 +331,10 @@ class ImageGenerator(dg.ConfigurableResource):
         session.on_created = on_created
         try:
             rendered = backend.render(request, session)
+        except OutputRefused as refused:  # refused for good: book the bill, never re-attach to it
+            self._close_failed(reservation, PaidFailure(request.partition_key, refused.reason,
+                                                        billed_usd=refused.billed_usd, prediction_id=refused.prediction_id))
+            raise
         except PaidFailure as failure:
             self._close_failed(reservation, failure)
             raise
@@ -337,8 +343,12 @@ class ImageGenerator(dg.ConfigurableResource):
                 raise
             prediction_id = session.resume_prediction_id or (created[0] if created else None)
             if prediction_id is None:
+                if isinstance(exc, CreateOutcomeUnknown):
+                    raise  # the reservation stays open: the next attempt searches the provider first
                 self.ledger.release(reservation, reason=f"released: {_reason(exc)}")
-            elif isinstance(exc, GenerationError) and not isinstance(exc, OutputNotFetched):
+            elif isinstance(exc, OutputNotFetched) and not cancelled.is_set():  # a terminated run is no try
+                self._output_not_fetched(request, reservation, prediction_id, exc)
+            elif isinstance(exc, GenerationError):
                 raise GenerationError(
                     request.partition_key,
                     f"{exc.reason}; prediction {prediction_id} keeps its reservation and the next run re-attaches",
@@ -356,6 +366,8 @@ class ImageGenerator(dg.ConfigurableResource):
             return
         rendered = pending.rendered
         reason = "charged after the image was stored" if problem is None else f"billed, but not stored: {problem}"
+        if rendered.billing_note:
+            reason += f"; {rendered.billing_note}"
         self.ledger.charge(reservation, amount_usd=rendered.cost_usd, prediction_id=rendered.prediction_id, reason=reason)
         if rendered.prediction_id:
             self.journal.record(reservation, prediction_id=rendered.prediction_id, status="stored" if sha256 else "lost")
@@ -385,8 +397,13 @@ class ImageGenerator(dg.ConfigurableResource):
         for reservation in self.ledger.open_reservations_for(request_hash):
             if self.journal.latest_status(reservation.reservation_id) != "succeeded":
                 continue  # still being generated elsewhere, or its fate is unknown: leave it open
-            self.ledger.charge(reservation, amount_usd=cost_usd, prediction_id=None,
-                               reason="charged on a later run: the image was stored before the earlier run died")
+            reason = "charged on a later run: the image was stored before the earlier run died"
+            amount = cost_usd
+            if not is_finite_number(cost_usd) or cost_usd < 0:
+                # An older version could store NaN here; the reservation is what it cost at most.
+                amount = reservation.amount_usd
+                reason += f"; the stored cost {cost_usd!r} is not a usable amount, so the reservation is charged"
+            self.ledger.charge(reservation, amount_usd=amount, prediction_id=None, reason=reason)
 
     def _reserve(self, request: GenerationRequest, run_id: str, session: RenderSession,
                  dead_runs: frozenset[str] = frozenset(), is_alive: Callable[[str], bool] | None = None) -> Reservation:
@@ -399,6 +416,7 @@ class ImageGenerator(dg.ConfigurableResource):
         orphan = self._adopt_unjournaled(request, run_id, session, dead_runs, is_alive)
         if orphan is not None:
             return orphan
+        self._close_expired(request)
         try:
             return self.ledger.reserve(
                 run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
@@ -417,28 +435,80 @@ class ImageGenerator(dg.ConfigurableResource):
         perhaps after the provider created (and will bill) a prediction. Ask the provider; carry on
         with that prediction if it exists, else release the dead run's reservation."""
         for reservation, reserved_at in self.ledger.unjournaled_reservations(
-            request.request_hash, run_id=run_id, older_than_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs
+            request.request_hash, run_id=run_id, older_than_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs, own_run_too=True
         ):
+            # This run's own open, unjournaled reservation: an earlier attempt's create answer was
+            # lost (CreateOutcomeUnknown). Its prediction may exist: search before creating again.
+            own = reservation.run_id == run_id
             prediction_id = self.active_backend.find_prediction(
                 request, created_after=reserved_at - PROVIDER_CLOCK_SKEW,
                 exclude=self.journal.prediction_ids(request.request_hash),  # each is paid for by one reservation
             )
             if prediction_id is not None:
+                why = "after the answer to its create was lost" if own else "after its run died"
                 self.journal.record(reservation, prediction_id=prediction_id, status="created",
-                                    detail=f"found at the provider by run {run_id} after its run died")
+                                    detail=f"found at the provider by run {run_id} {why}")
                 session.resume_prediction_id = prediction_id
                 return reservation
+            if own:
+                self.ledger.release(reservation, reason="released: the answer to its create was lost, and the "
+                                    "provider has no such prediction")
+                continue
             dead = reservation.run_id in dead_runs or (is_alive is not None and not is_alive(reservation.run_id))
             if dead:
                 self.ledger.release(reservation, reason="released: its run ended before the provider created anything")
         return None
 
+    def _close_expired(self, request: GenerationRequest) -> None:
+        """Journaled predictions too old to re-attach to (the provider deleted their output) would
+        keep their reservations open for ever: charge what the provider billed for each, once it
+        says so, and journal them `expired`."""
+        for journaled in self.journal.expired(request.request_hash):
+            reservation = self.ledger.open_reservation(journaled.reservation_id)
+            if reservation is None:
+                continue
+            try:
+                billed = self.active_backend.billed_for(request, journaled.prediction_id)
+            except GenerationError:
+                billed = None  # the provider cannot say now: never let that block a new image
+            if billed is None:
+                continue  # not finished yet, or nothing the provider can tell: look again next time
+            self.ledger.charge(reservation, amount_usd=billed, prediction_id=journaled.prediction_id,
+                               reason=f"billed by the provider; prediction {journaled.prediction_id}'s output expired "
+                               "before it was stored")
+            self.journal.record(reservation, prediction_id=journaled.prediction_id, status="expired")
+
+    def _output_not_fetched(self, request: GenerationRequest, reservation: Reservation, prediction_id: str,
+                            exc: OutputNotFetched) -> NoReturn:
+        """A paid output could not be downloaded. Re-attach to it on later attempts, at most
+        MAX_FETCH_TRIES times in all (runs together); then book what the provider billed, mark the
+        prediction `unfetchable` (never re-attached again) and fail the image: the next run creates a
+        new prediction. Raises in every case."""
+        self.journal.record(reservation, prediction_id=prediction_id, status="fetch_failed", detail=exc.reason[:500])
+        tries = self.journal.count(prediction_id, "fetch_failed")
+        if tries < MAX_FETCH_TRIES:
+            raise OutputNotFetched(
+                request.partition_key,
+                f"{exc.reason} (try {tries} of {MAX_FETCH_TRIES}); prediction {prediction_id} keeps its reservation "
+                "and is re-attached", prediction_id=prediction_id, provider_billed_usd=exc.provider_billed_usd,
+            ) from None
+        billed, note = exc.provider_billed_usd, ""
+        if billed is None:
+            billed, note = reservation.amount_usd, "; the provider's bill is not known, so the reservation is charged"
+        reason = f"prediction {prediction_id}'s output could not be fetched in {tries} tries ({exc.reason})"
+        self.ledger.charge(reservation, amount_usd=billed, prediction_id=prediction_id,
+                           reason=f"billed by the provider, output never delivered: {reason}{note}")
+        self.journal.record(reservation, prediction_id=prediction_id, status="unfetchable", detail=reason[:500])
+        raise PaidFailure(request.partition_key, f"{reason}; charged what the provider billed, the next run creates "
+                          "a new prediction", billed_usd=billed, prediction_id=prediction_id, final=True) from None
+
     def _close_failed(self, reservation: Reservation | None, failure: PaidFailure) -> None:
         if reservation is None:
             return
         if failure.billed_usd > 0:
+            note = f"; {failure.billing_note}" if failure.billing_note else ""
             self.ledger.charge(reservation, amount_usd=failure.billed_usd, prediction_id=failure.prediction_id,
-                               reason=f"billed by the provider for a failed image: {failure.reason}")
+                               reason=f"billed by the provider for a failed image: {failure.reason}{note}")
         else:
             self.ledger.release(reservation, prediction_id=failure.prediction_id, reason=f"released: {failure.reason}")
         if failure.prediction_id:

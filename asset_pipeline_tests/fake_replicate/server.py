@@ -17,6 +17,13 @@ Hostile deliveries (issue 11), also by prompt marker: `[[pixelbomb]]` a 13000x13
 itself for ever, `[[redirectaway]]` a redirect to `localhost`, `[[garbagedata]]` a `data:` URI
 that is not base64, `[[fileurl]]` a `file://` URL, `[[expired]]` a URL that answers 404,
 `[[hugefile]]` 8 MB streamed without a length. `delivery_requests` counts requests per route.
+Hostile money modes (issue 11), each a field of `FakeReplicateState`: `reported_predict_time`
+(what `metrics.predict_time` says, e.g. -1000, 1e7, NaN, "fast"; the bill keeps the true time),
+`create_resets` (the next creations are made, then the connection drops mid-answer),
+`create_garbled` (the next creations are made, then answered with a garbled (status, body)),
+`succeeded_output` (what a succeeded prediction reports as output: [], None, "file:///etc/passwd",
+a bad data: URI, an expired file or a redirect loop; `{base}` is the server's URL), `garbled_reads`
+(the next reads of a prediction are answered 200 with HTML).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image
@@ -48,6 +55,7 @@ PER_SECOND = {"stability-ai/sdxl": 0.000975}
 VERSIONS = {"abc123": "stability-ai/sdxl"}
 
 LIST_PAGE_SIZE = 100
+REAL = "__real__"  # hostile money modes: report the truth
 
 
 @dataclass
@@ -90,6 +98,12 @@ class FakeReplicateState:
     drip_enabled: bool = True
     drip_started: threading.Event = field(default_factory=threading.Event)
     delivery_requests: Counter = field(default_factory=Counter)  # route -> requests served
+    # --- hostile money modes (issue 11); see the module docstring -------------------------------
+    reported_predict_time: Any = REAL
+    create_resets: int = 0
+    create_garbled: list[tuple[int, str]] = field(default_factory=list)
+    succeeded_output: Any = REAL
+    garbled_reads: int = 0
 
     @property
     def bill_usd(self) -> float:
@@ -148,7 +162,13 @@ def build_app(state: FakeReplicateState) -> Starlette:
             prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
             state.predictions[prediction.id] = prediction
             state.creations[_fingerprint(model, inputs)] += 1
-        return JSONResponse(_as_json(state, prediction), status_code=201)
+            if state.create_resets > 0:  # hostile money mode: made, but the answer never arrives
+                state.create_resets -= 1
+                return _DroppedAnswer()
+            if state.create_garbled:  # hostile money mode: made, but the answer is unreadable
+                status, text = state.create_garbled.pop(0)
+                return Response(text, status_code=status, media_type="text/html")
+        return _LenientJSON(_as_json(state, prediction), status_code=201)
 
     async def create_for_model(request: Request) -> Response:
         return await create(request, f"{request.path_params['owner']}/{request.path_params['name']}")
@@ -168,12 +188,15 @@ def build_app(state: FakeReplicateState) -> Starlette:
         with state.lock:
             if state.fail_gets:
                 return problem(state.fail_gets.pop(0), "Injected failure", "injected failure on a read")
+            if state.garbled_reads > 0:  # hostile money mode: a 200 whose body is not JSON
+                state.garbled_reads -= 1
+                return Response("<html><body>Service temporarily unavailable</body></html>", media_type="text/html")
             prediction = state.predictions.get(request.path_params["id"])
             if prediction is None:
                 return problem(404, "Not found", "no such prediction")
             _advance(state, prediction)
             then(prediction)
-            return JSONResponse(_as_json(state, prediction))
+            return _LenientJSON(_as_json(state, prediction))
 
     def _cancel(prediction: FakePrediction) -> None:
         if prediction.status in ("starting", "processing"):
@@ -199,8 +222,14 @@ def build_app(state: FakeReplicateState) -> Starlette:
             results = [_as_json(state, prediction) for prediction in page]
         more = offset + LIST_PAGE_SIZE < len(newest_first)
         state.list_requests += 1
-        return JSONResponse({"previous": None, "results": results,
+        return _LenientJSON({"previous": None, "results": results,
                              "next": f"{state.base_url}/v1/predictions?cursor={offset + LIST_PAGE_SIZE}" if more else None})
+
+    async def redirect_loop(request: Request) -> Response:  # hostile money mode: an output never delivered
+        return RedirectResponse(str(request.url), status_code=302)
+
+    async def delivery_down(request: Request) -> Response:  # hostile money mode: a delivery host that errs
+        return Response("delivery unavailable", status_code=503)
 
     async def cancel(request: Request) -> Response:
         return existing(request, _cancel)
@@ -256,6 +285,8 @@ def build_app(state: FakeReplicateState) -> Starlette:
         Route("/v1/predictions/{id}", get, methods=["GET"]),
         Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
         Route("/files/{name}", file, methods=["GET"]),
+        Route("/money/redirect-loop", redirect_loop, methods=["GET"]),
+        Route("/money/delivery-down", delivery_down, methods=["GET"]),
     ])
 
 
@@ -289,6 +320,8 @@ def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
             state.files[name] = data
             prediction.output = [f"{state.base_url}/files/{name}"]
         _hostile_delivery(state, prediction)
+        if state.succeeded_output != REAL:  # hostile money mode: billed, but the output is unusable
+            prediction.output = _hostile_output(state, state.succeeded_output)
     _bill(state, prediction)
 
 
@@ -350,8 +383,9 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
         "output": prediction.output,
         "logs": _logs(state, prediction),
         "error": prediction.error,
-        "metrics": {"predict_time": prediction.predict_time} if prediction.predict_time is not None else {},
+        "metrics": _metrics(state, prediction),
         "created_at": prediction.created_at,
+        **_timestamps(prediction),
         "urls": {
             "get": f"{state.base_url}/v1/predictions/{prediction.id}",
             "cancel": f"{state.base_url}/v1/predictions/{prediction.id}/cancel",
@@ -413,3 +447,48 @@ def pixel_bomb(side: int = 13000) -> bytes:
     header = side.to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
     _BOMB.append(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
     return _BOMB[0]
+# --- hostile money modes (issue 11) -------------------------------------------------------------
+
+
+class _LenientJSON(JSONResponse):
+    """JSON that may carry NaN and Infinity, as a misbehaving provider's answers can."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=True, separators=(",", ":")).encode()
+
+
+class _DroppedAnswer(Response):
+    """Starts a 201 answer, then drops the connection: the client never learns the prediction's id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+        raise ConnectionResetError("fake Replicate: connection dropped after the prediction was created")
+
+
+def _metrics(state: FakeReplicateState, prediction: FakePrediction) -> dict[str, Any]:
+    if prediction.predict_time is None:
+        return {}
+    reported = prediction.predict_time if state.reported_predict_time == REAL else state.reported_predict_time
+    return {"predict_time": reported}
+
+
+def _timestamps(prediction: FakePrediction) -> dict[str, Any]:
+    """started_at / completed_at like Replicate's: the true run time, whatever `predict_time` says."""
+    if prediction.predict_time is None:
+        return {"started_at": prediction.created_at, "completed_at": None}
+    created = datetime.fromisoformat(prediction.created_at)
+    completed = created + timedelta(seconds=prediction.predict_time)
+    return {"started_at": prediction.created_at, "completed_at": completed.isoformat().replace("+00:00", "Z")}
+
+
+def _hostile_output(state: FakeReplicateState, output: Any) -> Any:
+    if isinstance(output, str):
+        return output.replace("{base}", state.base_url)
+    if isinstance(output, list):
+        return [_hostile_output(state, item) for item in output]
+    return output

@@ -35,15 +35,17 @@ def test_classes_and_strategies(status, message, expected, strategy) -> None:
     assert (classified.failure, classified.strategy) == (expected, strategy)
 
 
-@pytest.mark.parametrize(("problem", "expected"), [
-    ("invalid", FailureClass.INVALID_OUTPUT), ("unfetched", FailureClass.OUTPUT_UNFETCHED),
+@pytest.mark.parametrize(("problem", "expected", "strategy"), [
+    ("invalid", FailureClass.INVALID_OUTPUT, Strategy.FAIL),
+    # re-attaches to the same prediction (free), bounded by the journal's fetch tries
+    ("unfetched", FailureClass.OUTPUT_NOT_FETCHED, Strategy.BACKOFF),
 ])
-def test_bad_outputs_fail_without_a_paid_retry(problem, expected) -> None:
+def test_bad_outputs_are_never_paid_for_again(problem, expected, strategy) -> None:
     """Whatever the message says (even "timed out" or a 5xx), a succeeded prediction's bad output
-    is not retried: the identical request would pay again for the same answer."""
+    is never answered with an identical paid request: invalid ones fail, unfetched ones re-attach."""
     for status, message in ((None, "output is not a decodable image"), (503, "delivery timed out")):
         classified = classify(status=status, message=message, output_problem=problem)
-        assert (classified.failure, classified.strategy) == (expected, Strategy.FAIL)
+        assert (classified.failure, classified.strategy) == (expected, strategy)
     assert classify(status=None, message="x", output_problem=problem, budget=True).failure is FailureClass.BUDGET_EXHAUSTED
 
 

@@ -78,12 +78,12 @@ def test_refused_deliveries_name_the_prediction_and_are_not_fetched_or_paid_agai
 
 def test_a_dripping_delivery_fails_at_the_deadline_and_is_re_attached_later(fake_replicate, tmp_path: Path) -> None:
     fake_replicate.drip_interval_s = 0.3
-    gen = generator(tmp_path, download_timeout_s=1.5)
+    gen = generator(tmp_path, download_timeout_s=1.5, max_attempts=1)
     started = time.monotonic()
     reason = failure(gen, "[[drip]]")
     assert time.monotonic() - started < 6
     assert "could not be downloaded: the download did not finish within 1.5 s (ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S)" in reason
-    assert reason.endswith("(after 1 attempt(s): output_unfetched->fail)")
+    assert reason.endswith("(after 1 attempt(s): output_not_fetched->fail)")
     assert gen.ledger.status(CAPS).open_reservations == 1 and gen.ledger.status(CAPS).spent_total_usd == 0
 
     fake_replicate.drip_enabled = False  # the delivery recovers; the next run re-attaches for free
