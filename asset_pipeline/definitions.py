@@ -23,6 +23,8 @@ from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
 from asset_pipeline.sensors.schedules import build_schedules, summaries_job
 from asset_pipeline.settings import PipelineSettings, load_settings
 
+DATABASE_URL_VARIABLE = "ASSET_PIPELINE_DATABASE_URL"
+
 
 def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
@@ -64,6 +66,15 @@ def progress_hub(settings: PipelineSettings) -> ProgressHub:
     return ProgressHub(url=settings.hub_url, token=token, enabled=settings.hub_enabled)
 
 
+def ledger_url(settings: PipelineSettings) -> str:
+    """The ledger URL; bound as `dg.EnvVar` when it comes from ASSET_PIPELINE_DATABASE_URL, so its
+    password (if any) is never stored in the job snapshot or run storage, only the variable's name."""
+    from_environment = os.environ.get(DATABASE_URL_VARIABLE)
+    if settings.database_url and settings.database_url == from_environment:
+        return dg.EnvVar(DATABASE_URL_VARIABLE)
+    return settings.ledger_url
+
+
 def image_generator(settings: PipelineSettings) -> ImageGenerator:
     """The generator resource from the settings; the Replicate token only ever as `dg.EnvVar`."""
     token = dg.EnvVar("REPLICATE_API_TOKEN") if settings.backend == "replicate" else None
@@ -71,7 +82,7 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         backend=settings.backend,
         model=settings.model,
         max_concurrency=settings.max_concurrency,
-        database_url=settings.ledger_url,
+        database_url=ledger_url(settings),
         budget_total_usd=settings.budget_total_usd,
         budget_daily_usd=settings.budget_daily_usd,
         budget_per_run_usd=settings.budget_per_run_usd,

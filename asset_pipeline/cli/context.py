@@ -25,10 +25,14 @@ class CommandContext:
 
     @cached_property
     def generator(self) -> ImageGenerator:
-        """The run's generator as configured, without its API token (these commands never call out)."""
+        """The run's generator as configured, without its API token (these commands never call out).
+
+        Outside a Dagster run nothing resolves `dg.EnvVar`, so the ledger URL is the plain setting."""
         from asset_pipeline.definitions import image_generator
 
-        return image_generator(self.settings).model_copy(update={"replicate_api_token": None})
+        return image_generator(self.settings).model_copy(
+            update={"replicate_api_token": None, "database_url": self.settings.ledger_url}
+        )
 
     @cached_property
     def store(self) -> ImageStore:
