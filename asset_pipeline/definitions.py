@@ -1,6 +1,8 @@
 """The code location: `defs`, built from the catalog and the `ASSET_PIPELINE_*` settings.
 
-Loading fails with one line per problem when the catalog is invalid, naming file, entry and field.
+Loading fails with one line per problem when the catalog is invalid, naming file, entry and field,
+and with one line naming the variable for a bad setting; the Dagster CLI prints either without a
+traceback (`DefinitionsNotLoaded`).
 """
 
 from __future__ import annotations
@@ -8,11 +10,13 @@ from __future__ import annotations
 import os
 import warnings
 
+import click
 import dagster as dg
 
 from asset_pipeline.assets import build_assets
 from asset_pipeline.assets.keys import IMAGE_CATALOG
 from asset_pipeline.catalog import load_catalog
+from asset_pipeline.errors import CatalogError, ConfigurationError
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
@@ -110,4 +114,22 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
     )
 
 
-defs = build_defs()
+class DefinitionsNotLoaded(click.ClickException):
+    """A bad catalog or setting, raised so that Dagster's CLI (a click application) prints the message
+    as one `Error: ...` block without a Python traceback. Code servers (`dagster dev`, `dagster api
+    grpc`) report it like any load error, with the same message."""
+
+    def __init__(self, error: CatalogError | ConfigurationError):
+        super().__init__(f"the asset_pipeline code location cannot load: {error}")
+        self.error = error
+
+
+def load_defs() -> dg.Definitions:
+    """`build_defs()` from the environment; catalog and setting errors become `DefinitionsNotLoaded`."""
+    try:
+        return build_defs()
+    except (CatalogError, ConfigurationError) as exc:
+        raise DefinitionsNotLoaded(exc) from None
+
+
+defs = load_defs()

@@ -24,10 +24,11 @@ _SYSTEM_DIRS = frozenset({
 _VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-def check_data_dir(path: Path | str, *, variable: str = VARIABLE) -> Path:
+def check_data_dir(path: Path | str, *, variable: str = VARIABLE, write: bool = True) -> Path:
     """Create `path` if missing and prove it is a writable folder of its own; return it resolved.
 
-    Raises `ConfigurationError` naming `variable` and the reason, in one line.
+    With `write=False` (read-only commands) nothing is created or written: only what can never be
+    a data directory is refused. Raises `ConfigurationError` naming `variable` and the reason.
     """
     resolved = Path(path).expanduser().resolve()
     if str(resolved) in _SYSTEM_DIRS or resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
@@ -36,6 +37,8 @@ def check_data_dir(path: Path | str, *, variable: str = VARIABLE) -> Path:
         raise ConfigurationError(variable, f"{resolved} is inside a kernel file system; point it at a folder of its own")
     if resolved.exists() and not resolved.is_dir():
         raise ConfigurationError(variable, f"{resolved} exists and is not a directory")
+    if not write:
+        return resolved
     try:
         resolved.mkdir(parents=True, exist_ok=True)
         # Permission bits do not tell (root ignores them; immutable and read-only mounts do not
