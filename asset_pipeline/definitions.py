@@ -26,6 +26,7 @@ from asset_pipeline.sensors.failed_images import failed_images_sensor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
 from asset_pipeline.sensors.schedules import build_schedules, summaries_job
 from asset_pipeline.settings import PipelineSettings, load_settings
+from asset_pipeline.storage.data_dir import check_data_dir
 
 DATABASE_URL_VARIABLE = "ASSET_PIPELINE_DATABASE_URL"
 
@@ -125,9 +126,14 @@ class DefinitionsNotLoaded(click.ClickException):
 
 
 def load_defs() -> dg.Definitions:
-    """`build_defs()` from the environment; catalog and setting errors become `DefinitionsNotLoaded`."""
+    """`build_defs()` from the environment; catalog and setting errors become `DefinitionsNotLoaded`.
+
+    A data directory that can never work (a file, `/`, a system folder) is refused here already;
+    whether it is writable is proven at resource setup, where nothing is created at load time."""
     try:
-        return build_defs()
+        settings = load_settings()
+        check_data_dir(settings.data_dir, write=False)
+        return build_defs(settings)
     except (CatalogError, ConfigurationError) as exc:
         raise DefinitionsNotLoaded(exc) from None
 

@@ -1,0 +1,92 @@
+"""Run config can never weaken the caps, move the ledger or switch the backend (issue 11, invariant 4).
+
+Driven as a user does: the real `dagster asset materialize --config-json` against the fake Replicate
+server, with the operator's caps in ASSET_PIPELINE_* variables. A partial override keeps every other
+field at the operator's value (the backend, the token bound with dg.EnvVar, the caps, the ledger in
+the data dir); raising a cap or changing a fixed field fails the run at resource setup, naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from asset_pipeline.ledger.database import history_rows, ledger_engine
+from asset_pipeline.ledger.schema import budget_entries
+from asset_pipeline_tests.cli.test_dagster_cli import image_events
+from asset_pipeline_tests.cli_fixtures import PROJECT
+from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
+
+
+@pytest.fixture
+def operator_env(cli_env: dict[str, str], fake_replicate) -> dict[str, str]:
+    """The operator's environment: Replicate through the fake, a $1 total cap, ledger in the data dir."""
+    return {**cli_env, "REPLICATE_BASE_URL": fake_replicate.base_url, "REPLICATE_API_TOKEN": TOKEN,
+            "ASSET_PIPELINE_BACKEND": "replicate", "ASSET_PIPELINE_BUDGET_TOTAL_USD": "1",
+            "ASSET_PIPELINE_POLL_INTERVAL_S": "0.02", "ASSET_PIPELINE_BACKOFF_BASE_S": "0.01",
+            "ASSET_PIPELINE_MAX_ATTEMPTS": "1", "ASSET_PIPELINE_HUB_ENABLED": "false"}
+
+
+def materialize(run_cli, env: dict[str, str], config: dict) -> tuple[int, str]:
+    run_config = {"resources": {"image_generator": {"config": config}}}
+    done = run_cli("dagster", "asset", "materialize", "-m", "asset_pipeline.definitions", "--select", "images",
+                   "--partition", "img-01", "--config-json", json.dumps(run_config), env=env)
+    return done.returncode, done.stdout + done.stderr
+
+
+def run_failure(home: str) -> str:
+    """The message of the run's resource-initialisation failure (the `dg.Failure` raised at setup)."""
+    with dg.DagsterInstance.from_config(home) as instance:
+        [record] = instance.get_run_records()
+        events = instance.all_logs(record.dagster_run.run_id)
+    failures = [e for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE]
+    assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+    assert failures and not [e for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_START]
+    error = failures[0].dagster_event.event_specific_data.error
+    while error.cause is not None and "Failure" not in error.message:
+        error = error.cause
+    return error.message
+
+
+def test_overriding_one_knob_keeps_the_operators_backend_token_caps_and_ledger(run_cli, operator_env, fake_replicate) -> None:
+    code, output = materialize(run_cli, operator_env, {"max_predict_seconds": 120})
+    assert code == 0, output[-3000:]
+    [meta] = image_events(operator_env["DAGSTER_HOME"]).values()
+    assert meta["backend"] == "replicate" and meta["cost_usd"] > 0  # not silently the placeholder
+    assert fake_replicate.created_total == 1  # the token (dg.EnvVar) was resolved, not its name sent
+    rows = history_rows(ledger_engine(f"sqlite:///{Path(operator_env['ASSET_PIPELINE_DATA_DIR']) / 'ledger.db'}"), budget_entries)
+    assert any(row["kind"] == "charge" for row in rows)
+    assert not (PROJECT / "asset_pipeline_ledger.db").exists()
+
+
+def test_a_tiny_operator_cap_holds_under_a_partial_override(run_cli, operator_env, fake_replicate) -> None:
+    env = {**operator_env, "ASSET_PIPELINE_BUDGET_TOTAL_USD": "0.001"}
+    code, output = materialize(run_cli, env, {"max_predict_seconds": 60})
+    assert code != 0
+    assert "budget" in output.lower() and fake_replicate.created_total == 0
+
+
+def test_a_lowered_cap_applies(run_cli, operator_env, fake_replicate) -> None:
+    code, output = materialize(run_cli, operator_env, {"budget_total_usd": 0.002})  # one flux image costs $0.003
+    assert code != 0
+    assert "budget exhausted" in output.lower() and fake_replicate.created_total == 0
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    ({"budget_total_usd": 5.0}, "image_generator.budget_total_usd: run config may only lower it"),
+    ({"budget_daily_usd": 50.0, "max_predict_seconds": 30}, "image_generator.budget_daily_usd: run config may only lower it"),
+    ({"backend": "placeholder"}, "image_generator.backend: run config may not change it; the operator sets it with ASSET_PIPELINE_BACKEND"),
+    ({"database_url": "sqlite:///elsewhere.db"}, "image_generator.database_url: run config may not change it"),
+    ({"prices": {"black-forest-labs/flux-schnell": {"per_image_usd": 0.0}}}, "image_generator.prices: run config may not change it"),
+])
+def test_loosening_run_config_fails_at_setup_naming_the_field(run_cli, operator_env, fake_replicate, config, field) -> None:
+    code, output = materialize(run_cli, operator_env, config)
+    assert code != 0
+    message = run_failure(operator_env["DAGSTER_HOME"])
+    assert message.startswith(f"dagster._core.definitions.events.Failure: {field}") and "\n" not in message.strip()
+    assert field in output
+    assert fake_replicate.created_total == 0
+    assert not (PROJECT / "elsewhere.db").exists()
