@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from asset_pipeline.catalog import Catalog, load_catalog
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
+from asset_pipeline.resources.configured import image_generator
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.settings import PipelineSettings, load_settings
@@ -38,8 +39,6 @@ class CommandContext:
         """The run's generator as configured, without its API token (these commands never call out).
 
         Outside a Dagster run nothing resolves `dg.EnvVar`, so the ledger URL is the plain setting."""
-        from asset_pipeline.definitions import image_generator
-
         if self.settings.database_url is None:  # the ledger lives in the data directory
             check_data_dir(self.settings.data_dir, write=False)
         return image_generator(self.settings).model_copy(

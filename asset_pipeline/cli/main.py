@@ -26,6 +26,12 @@ class _Group(click.Group):
         except AssetPipelineError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(2) from None
+        except click.ClickException as exc:  # definitions.DefinitionsNotLoaded carries the pipeline's error
+            error = getattr(exc, "error", None)
+            if not isinstance(error, AssetPipelineError):
+                raise
+            click.echo(f"error: {error}", err=True)
+            raise SystemExit(2) from None
         except SQLAlchemyError as exc:
             reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [exc.__class__.__name__])[0]
             click.echo(f"error: database: {reason}", err=True)
