@@ -25,7 +25,7 @@ def test_three_concurrent_first_runs_on_an_initialised_home_all_succeed(cli_env:
     home = tmp_path / "fresh_home"
     env = {**cli_env, "DAGSTER_HOME": str(home), "ASSET_PIPELINE_HUB_ENABLED": "false"}
     init = subprocess.run([str(PROJECT / "scripts" / "init_instance.sh"), str(BIN / "dagster")], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert init.returncode == 0, init.stderr
     assert (home / "dagster.yaml").read_text() == (PROJECT / "dagster.yaml").read_text()
     runs = []
@@ -40,6 +40,6 @@ def test_three_concurrent_first_runs_on_an_initialised_home_all_succeed(cli_env:
         records = instance.get_run_records()
         assert len(records) == 3 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
     again = subprocess.run([str(PROJECT / "scripts" / "init_instance.sh"), str(BIN / "dagster")], env=env,
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr  # idempotent: `make demo` runs it every time
     assert os.access(home / "history" / "runs.db", os.R_OK)

@@ -14,7 +14,12 @@ import yaml
 from pydantic import ValidationError
 
 from asset_pipeline.catalog.spec import Catalog, ImageSpec, SpecDefaults
-from asset_pipeline.catalog.yaml_source import CatalogFileProblem, DuplicateKey, UniqueKeyLoader, read_catalog_text
+from asset_pipeline.catalog.yaml_source import (
+    CatalogFileProblem,
+    DuplicateKey,
+    UniqueKeyLoader,
+    read_catalog_text,
+)
 from asset_pipeline.errors import CatalogError, CatalogProblem
 
 _TOP_LEVEL_KEYS = {"defaults", "images"}

@@ -27,7 +27,7 @@ class CommandContext:
     settings: PipelineSettings
 
     @classmethod
-    def from_environment(cls) -> "CommandContext":
+    def from_environment(cls) -> CommandContext:
         return cls(load_settings())
 
     @cached_property

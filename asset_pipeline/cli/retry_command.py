@@ -8,7 +8,11 @@ import click
 import dagster as dg
 
 from asset_pipeline.cli.context import CommandContext
-from asset_pipeline.retry_selection import estimated_costs, partitions_with_status, submit_backfill
+from asset_pipeline.retry_selection import (
+    estimated_costs,
+    partitions_with_status,
+    submit_backfill,
+)
 
 
 @click.command("retry-failed")
@@ -26,7 +30,7 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
         estimate = round(sum(costs.values()), 6)
         open_for_s = 0.0
         if generator.active_backend.is_paid:
-            context.ledger  # opens the ledger (the circuit's state lives there), naming it if unusable
+            _ = context.ledger  # opens the ledger (the circuit's state lives there), naming it if unusable
             open_for_s = round(generator.circuit.open_for_s(), 1)
         backfill_id = None
         if failed and not dry_run and not open_for_s:

@@ -24,7 +24,10 @@ import dagster as dg
 from pydantic import Field
 
 from asset_pipeline.errors import ConfigurationError, StoreError
-from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
+from asset_pipeline.resources.run_config_guard import (
+    configuration_failure,
+    enforce_operator_config,
+)
 from asset_pipeline.settings import from_settings
 from asset_pipeline.storage.atomic import atomic_write
 from asset_pipeline.storage.data_dir import VARIABLE, check_data_dir
