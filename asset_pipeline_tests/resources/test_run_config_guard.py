@@ -90,3 +90,54 @@ def test_loosening_run_config_fails_at_setup_naming_the_field(run_cli, operator_
     assert field in output
     assert fake_replicate.created_total == 0
     assert not (PROJECT / "elsewhere.db").exists()
+
+
+def _init_failure(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE]
+    return str(failure.event_specific_data.error)
+
+
+@pytest.mark.parametrize(("resource", "config", "field"), [
+    ("progress_hub", {"url": "http://attacker.example:4500"}, "progress_hub.url: run config may not change it"),
+    ("progress_hub", {"token": "guessed"}, "progress_hub.token: run config may not change it"),
+    ("image_store", {"root": "/tmp/elsewhere"}, "image_store.root: run config may not change it"),
+    ("image_generator", {"diffusers": {"gpu_hour_usd": 0.0}}, "image_generator.diffusers.gpu_hour_usd: run config may not change it"),
+    ("image_generator", {"max_retry_spend_usd": 10.0}, "image_generator.max_retry_spend_usd: run config may only lower it"),
+])
+def test_fixed_fields_of_every_resource_are_refused_in_process(
+    catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str
+) -> None:
+    from asset_pipeline_tests.helpers import pipeline_defs
+
+    monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "hub-secret-token")
+    monkeypatch.setenv("ASSET_PIPELINE_GPU_HOUR_USD", "2.5")
+    defs = pipeline_defs(catalog_path, data_dir, gpu_hour_usd=2.5)
+    result = dg.materialize(list(defs.assets), selection=["images"], instance=instance, resources=defs.resources,
+                            partition_key="img-00", raise_on_error=False,
+                            run_config={"resources": {resource: {"config": config}}})
+    assert not result.success and field in _init_failure(result)
+    assert not (data_dir / "images").exists() and not Path("/tmp/elsewhere").exists()
+
+
+def test_a_partial_hub_override_keeps_the_token_bound_with_env_var(
+    catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster copies an unresolved dg.EnvVar into a partially overridden resource; setup re-reads it."""
+    from asset_pipeline.resources.progress_hub import ProgressHub
+    from asset_pipeline_tests.helpers import pipeline_defs
+
+    monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "hub-secret-token")
+    seen: list[tuple[str | None, float]] = []
+    setup = ProgressHub.setup_for_execution
+
+    def recording_setup(self: ProgressHub, context: dg.InitResourceContext) -> None:
+        setup(self, context)
+        seen.append((self.token, self.linger_s))
+
+    monkeypatch.setattr(ProgressHub, "setup_for_execution", recording_setup)
+    defs = pipeline_defs(catalog_path, data_dir)
+    result = dg.materialize(list(defs.assets), selection=["images"], instance=instance, resources=defs.resources,
+                            partition_key="img-00", raise_on_error=False,
+                            run_config={"resources": {"progress_hub": {"config": {"linger_s": 0.2}}}})
+    assert result.success
+    assert seen == [("hub-secret-token", 0.2)]
