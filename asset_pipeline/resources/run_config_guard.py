@@ -36,13 +36,22 @@ def enforce_operator_config(
 
     Both map a field (dotted for nested config, e.g. `diffusers.gpu_hour_usd`) to the environment
     variable the operator sets it with. Also re-reads `dg.EnvVar` fields that a partial run config
-    left as the variable's name (Dagster copies the unresolved `EnvVar` in that case).
+    left as the variable's name (Dagster copies the unresolved `EnvVar` in that case), and keeps
+    the operator's values of nested config fields the run config did not set.
     """
+    # `resource` is frozen; this instance exists for this run only and is set up once, so the
+    # corrections below are made in place with object.__setattr__.
     defaults = _operator_defaults(context)
     if defaults is None:  # built outside a code location (direct use in tests): nothing to compare
         return
     operator = type(resource)(**_resolve_env(defaults))
     given = context.resource_config or {}
+    for name, value in given.items():
+        nested = getattr(operator, name, None)
+        if isinstance(nested, BaseModel) and isinstance(value, Mapping):
+            # Dagster hands a nested config class only the sub-fields the run set (or none): the
+            # others must stay the operator's, not the class's defaults.
+            object.__setattr__(resource, name, type(nested)(**{**dict(nested), **value}))
     for name, variable in fixed.items():
         if _given(given, name) and _plain(_get(resource, name)) != _plain(_get(operator, name)):
             raise configuration_failure(ConfigurationError(
@@ -55,7 +64,6 @@ def enforce_operator_config(
                                    f"(raise {variable} in the environment instead)"))
     for name, value in defaults.items():
         if _is_env_var(value) and name not in given:
-            # The resource is frozen; this instance exists for this run only and is set up once.
             object.__setattr__(resource, name, getattr(operator, name))
 
 

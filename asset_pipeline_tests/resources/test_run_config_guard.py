@@ -141,3 +141,29 @@ def test_a_partial_hub_override_keeps_the_token_bound_with_env_var(
                             run_config={"resources": {"progress_hub": {"config": {"linger_s": 0.2}}}})
     assert result.success
     assert seen == [("hub-secret-token", 0.2)]
+
+
+@pytest.mark.parametrize("config", [{"max_predict_seconds": 5}, {"diffusers": {"attention_slicing": True}}])
+def test_a_partial_override_keeps_the_operators_nested_diffusers_settings(
+    catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, config: dict
+) -> None:
+    """The operator's (here explicit) GPU price and device survive; Dagster alone would reset them."""
+    from asset_pipeline.resources.image_generator import ImageGenerator
+    from asset_pipeline_tests.helpers import pipeline_defs
+
+    seen = []
+    setup = ImageGenerator.setup_for_execution
+
+    def recording_setup(self: ImageGenerator, context: dg.InitResourceContext) -> None:
+        setup(self, context)
+        seen.append(self.diffusers)
+
+    monkeypatch.setattr(ImageGenerator, "setup_for_execution", recording_setup)
+    defs = pipeline_defs(catalog_path, data_dir, gpu_hour_usd=2.5, diffusers_device="cpu")
+    result = dg.materialize(list(defs.assets), selection=["images"], instance=instance, resources=defs.resources,
+                            partition_key="img-00", raise_on_error=False,
+                            run_config={"resources": {"image_generator": {"config": config}}})
+    assert result.success
+    [options] = seen
+    assert (options.gpu_hour_usd, options.device) == (2.5, "cpu")
+    assert options.attention_slicing == bool(config.get("diffusers"))
