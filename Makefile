@@ -17,11 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,diffusers]'
 	touch $@
 
-# Install the instance config into DAGSTER_HOME: PostgreSQL when DAGSTER_POSTGRES_URL is set.
-instance:
-	mkdir -p "$(DAGSTER_HOME)"
-	if [ -n "$$DAGSTER_POSTGRES_URL" ]; then cp dagster.postgres.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
-	else cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; fi
+# Install the instance config into DAGSTER_HOME (PostgreSQL when DAGSTER_POSTGRES_URL is set) and
+# create its storage once (`dagster instance migrate`), so concurrent first runs cannot race on it.
+instance: venv
+	scripts/init_instance.sh "$(BIN)/dagster"
 
 demo: venv instance
 	@range=$$($(BIN)/asset-pipeline catalog sample-range --count $(SAMPLE_SIZE)) && \

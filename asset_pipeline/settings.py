@@ -1,21 +1,26 @@
 """Process-wide settings read from `ASSET_PIPELINE_*` environment variables (pydantic-settings).
 
-These are the defaults that `definitions.py` hands to the resources; each resource field can still
-be overridden per run in Dagster run config. Secrets are not read here: they are bound with
-`dg.EnvVar` in `definitions.py` so Dagster never stores their values.
+The operator's environment is the authority: `definitions.py` hands these values to the resources,
+whose field defaults also come from here (`from_settings`), so a run config that sets a few fields
+keeps every other one at the operator's value. Run config may tighten the caps and tune harmless
+knobs, never raise a cap, switch the backend or move the ledger (`resources/run_config_guard.py`).
+Secrets are not read here: they are bound with `dg.EnvVar` in `definitions.py` so Dagster never
+stores their values.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.money import MAX_BUDGET_USD
+from asset_pipeline.storage.database_url import check_database_url
 
 Backend = Literal["placeholder", "replicate", "diffusers"]
 
@@ -72,6 +77,11 @@ class PipelineSettings(BaseSettings):
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False, description="deadline of one download")
     max_output_megapixels: float = Field(default=40.0, gt=0, le=40, allow_inf_nan=False, description="cap on an output's pixels")
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        return check_database_url(value) if value else value
+
     @property
     def ledger_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
@@ -84,4 +94,13 @@ def load_settings() -> PipelineSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         variable = "ASSET_PIPELINE_" + str(first["loc"][0]).upper() if first["loc"] else "ASSET_PIPELINE_*"
-        raise ConfigurationError(variable, first["msg"]) from None
+        raise ConfigurationError(variable, first["msg"].removeprefix("Value error, ")) from None
+
+
+def from_settings(name: str, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[], Any]:
+    """A pydantic `default_factory` reading setting `name` from the environment when a resource is built.
+
+    Resource fields use it instead of a hard-coded default: Dagster then leaves the field out of a
+    partial run config, so the field keeps the operator's value instead of a class default.
+    """
+    return lambda: convert(getattr(load_settings(), name))

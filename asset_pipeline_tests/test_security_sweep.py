@@ -139,3 +139,63 @@ def test_no_token_reaches_any_log_event_metadata_ledger_or_hub_message(
                             ("ledger", ledger_text), ("store", store_text)):
             assert secret not in text and secret[:12] not in text, f"{where} leaks a token"
     assert str(os.environ.get("ASSET_PIPELINE_HUB_TOKEN")) == HUB_TOKEN
+
+
+DB_PASSWORD = "ledger-PASSWORD-must-never-be-stored-77"
+
+
+def readable_content(path: Path) -> bytes:
+    """A file's bytes; for SQLite files also every cell, zlib-compressed ones (Dagster's snapshots) inflated."""
+    import sqlite3
+    import zlib
+
+    content = path.read_bytes()
+    if not content.startswith(b"SQLite format 3"):
+        return content
+    cells = [content]
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in connection.execute(f'SELECT * FROM "{table}"'):
+                for cell in row:
+                    raw = cell if isinstance(cell, bytes) else str(cell).encode()
+                    cells.append(raw)
+                    try:
+                        cells.append(zlib.decompress(raw))
+                    except zlib.error:
+                        pass
+    return b"\n".join(cells)
+
+
+def test_no_secret_is_stored_anywhere_in_dagster_home(run_cli, cli_env, fake_replicate) -> None:
+    """The ledger URL's password, the Replicate token and the hub token are bound with dg.EnvVar:
+    after real CLI runs (one with a partial --config-json), no file Dagster keeps (runs.db, event
+    logs, schedules, compute logs, storage) holds any of them, and no output printed them."""
+    from sqlalchemy.engine import make_url
+
+    from asset_pipeline_tests.postgres import fresh_database
+    from asset_pipeline_tests.serving import free_port
+
+    with fresh_database() as plain_url:  # the test server trusts loopback, so any password connects
+        ledger_url = make_url(plain_url).set(password=DB_PASSWORD).render_as_string(hide_password=False)
+        env = {**cli_env, "ASSET_PIPELINE_DATABASE_URL": ledger_url, "ASSET_PIPELINE_BACKEND": "replicate",
+               "REPLICATE_BASE_URL": fake_replicate.base_url, "REPLICATE_API_TOKEN": TOKEN,
+               "ASSET_PIPELINE_HUB_TOKEN": HUB_TOKEN, "ASSET_PIPELINE_HUB_URL": f"http://127.0.0.1:{free_port()}",
+               "ASSET_PIPELINE_POLL_INTERVAL_S": "0.02"}
+        command = ("dagster", "asset", "materialize", "-m", "asset_pipeline.definitions", "--select", "images")
+        first = run_cli(*command, "--partition", "img-01", env=env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        partial = json.dumps({"resources": {"image_generator": {"config": {"max_predict_seconds": 90}}}})
+        second = run_cli(*command, "--partition", "img-02", "--config-json", partial, env=env)
+        assert second.returncode == 0, second.stderr[-3000:]
+        budget = run_cli("asset-pipeline", "budget", env=env)
+        assert budget.returncode == 0, budget.stderr
+    assert fake_replicate.created_total == 2  # both runs really used the ledger and the token
+    home = Path(cli_env["DAGSTER_HOME"])
+    stored = {path: readable_content(path) for path in home.rglob("*") if path.is_file()}
+    assert any(path.name == "runs.db" for path in stored) and len(stored) > 5
+    for secret in (DB_PASSWORD, TOKEN, HUB_TOKEN):
+        for path, content in stored.items():
+            assert secret.encode() not in content, f"{path} stores a secret"
+        for done in (first, second, budget):
+            assert secret not in done.stdout + done.stderr

@@ -45,3 +45,27 @@ def test_the_cli_reports_a_bad_variable_in_one_line(run_cli, cli_env) -> None:
     done = run_cli("asset-pipeline", "catalog", "validate", env={**cli_env, "ASSET_PIPELINE_MAX_CONCURRENCY": "-4"})
     assert done.returncode == 2
     assert done.stderr.strip() == "error: ASSET_PIPELINE_MAX_CONCURRENCY: Input should be greater than or equal to 1"
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("mysql://user:s3cret-pw@db/ledger", "unsupported database 'mysql' in mysql://user:***@db/ledger"),
+    ("http://user:s3cret-pw@example.com/", "unsupported database 'http'"),
+    ("not a url", "not a database URL (expected sqlite:///PATH or postgresql://"),
+    ("postgresql+nosuchdriver://user:s3cret-pw@h/db", "postgresql+nosuchdriver"),
+])
+def test_unusable_database_urls_name_the_variable_and_hide_the_password(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+) -> None:
+    monkeypatch.setenv("ASSET_PIPELINE_DATABASE_URL", value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("ASSET_PIPELINE_DATABASE_URL: ") and reason in message and "\n" not in message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize("value", ["sqlite:///ledger.db", "sqlite://", "postgresql://postgres:pw@127.0.0.1:5432/ledger",
+                                   "postgresql+psycopg2://postgres@127.0.0.1/ledger"])
+def test_supported_database_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ASSET_PIPELINE_DATABASE_URL", value)
+    assert load_settings().ledger_url == value

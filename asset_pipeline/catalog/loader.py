@@ -14,10 +14,16 @@ import yaml
 from pydantic import ValidationError
 
 from asset_pipeline.catalog.spec import Catalog, ImageSpec, SpecDefaults
+from asset_pipeline.catalog.yaml_source import (
+    CatalogFileProblem,
+    DuplicateKey,
+    UniqueKeyLoader,
+    read_catalog_text,
+)
 from asset_pipeline.errors import CatalogError, CatalogProblem
 
 _TOP_LEVEL_KEYS = {"defaults", "images"}
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_ENTRIES = 10_000
 
 
 def default_catalog_path() -> Path:
@@ -30,11 +36,18 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     file = Path(path) if path is not None else default_catalog_path()
     name = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_catalog_text(file)
+    except CatalogFileProblem as exc:
+        raise CatalogError([CatalogProblem(name, f"cannot read the catalog: it {exc}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError([CatalogProblem(name, f"cannot read the catalog: {exc.__class__.__name__}: {exc}")]) from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CatalogError([CatalogProblem(name, f"cannot read the catalog: {exc.__class__.__name__}: {reason}")]) from None
     try:
-        document = yaml.load(text, Loader=_Loader)
+        document = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKey as exc:
+        entry = f"'{exc.entry}'" if exc.entry is not None and exc.entry.isprintable() else None
+        raise CatalogError([CatalogProblem(name, f"set twice in one mapping (line {exc.line}); remove one",
+                                           entry=entry, field=exc.key)]) from None
     except yaml.YAMLError as exc:
         raise CatalogError([CatalogProblem(name, f"malformed YAML: {_yaml_reason(exc)}")]) from None
     return parse_catalog(document, source=name)
@@ -52,6 +65,10 @@ def parse_catalog(document: Any, *, source: str) -> Catalog:
     raw_images = document.get("images")
     if not isinstance(raw_images, list) or not raw_images:
         problems.append(CatalogProblem(source, "must be a non-empty list of image entries", field="images"))
+        raise CatalogError(problems)
+    if len(raw_images) > MAX_ENTRIES:
+        problems.append(CatalogProblem(source, f"has {len(raw_images)} entries; a catalog may have at most {MAX_ENTRIES}",
+                                       field="images"))
         raise CatalogError(problems)
 
     specs: list[ImageSpec] = []

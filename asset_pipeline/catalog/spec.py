@@ -21,7 +21,10 @@ MAX_SIDE = 2048
 MAX_PROMPT_CHARS = 2000
 MAX_STYLE_TAGS = 16
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,78}[a-z0-9])?$"
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 (but tab and newline) and C1 controls, DEL, and invisible characters that change how text
+# reads or compares: zero-width U+200B-U+200F, bidi embeddings/overrides U+202A-U+202E and isolates
+# U+2066-U+2069, the byte order mark U+FEFF (a prompt would show one thing and send another).
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def _multiple_of_8(value: int) -> int:
@@ -31,8 +34,10 @@ def _multiple_of_8(value: int) -> int:
 
 
 def _clean_text(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
-        raise ValueError("must not contain control characters such as NUL")
+    found = _CONTROL_CHARS.search(value)
+    if found:
+        raise ValueError(f"must not contain control, bidi or zero-width characters "
+                         f"(U+{ord(found.group()):04X} at position {found.start()})")
     return value.strip()
 
 

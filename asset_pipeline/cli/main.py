@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from asset_pipeline.cli.catalog_commands import catalog
 from asset_pipeline.cli.hub_command import hub
@@ -13,13 +14,27 @@ from asset_pipeline.errors import AssetPipelineError
 
 
 class _Group(click.Group):
-    """Turns the pipeline's own errors into one clear line on stderr and exit status 2."""
+    """Turns the pipeline's own errors into one clear line on stderr and exit status 2.
+
+    A database error that escaped the commands' own checks (the ledger is opened and reported by
+    name in `CommandContext.ledger`) is shown as its driver's first line, never with the URL.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except AssetPipelineError as exc:
             click.echo(f"error: {exc}", err=True)
+            raise SystemExit(2) from None
+        except click.ClickException as exc:  # definitions.DefinitionsNotLoaded carries the pipeline's error
+            error = getattr(exc, "error", None)
+            if not isinstance(error, AssetPipelineError):
+                raise
+            click.echo(f"error: {error}", err=True)
+            raise SystemExit(2) from None
+        except SQLAlchemyError as exc:
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            click.echo(f"error: database: {reason}", err=True)
             raise SystemExit(2) from None
 
 

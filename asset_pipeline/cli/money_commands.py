@@ -22,7 +22,7 @@ def budget(as_json: bool) -> None:
     """Caps, what was spent today and in total, open reservations, and what remains."""
     context = CommandContext.from_environment()
     generator = context.generator
-    status = generator.ledger.status(generator.caps)
+    status = context.ledger.status(generator.caps)
     report = {
         "caps": {"total_usd": status.caps.total_usd, "daily_usd": status.caps.daily_usd,
                  "per_run_usd": status.caps.per_run_usd},
@@ -48,7 +48,7 @@ def budget(as_json: bool) -> None:
 @click.option("--run", "run_id", help="Only this Dagster run's entries.")
 def ledger(as_json: bool, run_id: str | None) -> None:
     """Every reservation, charge and release, oldest first."""
-    entries = CommandContext.from_environment().generator.ledger.entries(run_id=run_id)
+    entries = CommandContext.from_environment().ledger.entries(run_id=run_id)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -78,7 +78,7 @@ def estimate(as_json: bool, selection: str) -> None:
         else:
             paid[request.request_hash] = generator.active_backend.reservation_usd(request.model)
     cost = round(sum(paid.values()), 6)
-    status = generator.ledger.status(generator.caps) if generator.active_backend.is_paid else None
+    status = context.ledger.status(generator.caps) if generator.active_backend.is_paid else None
     remaining = min(status.remaining_today_usd, generator.caps.per_run_usd) if status else float("inf")
     report: dict[str, Any] = {
         "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": len(paid),

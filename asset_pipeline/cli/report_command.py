@@ -14,6 +14,7 @@ from asset_pipeline.assets.lineage import latest_event
 from asset_pipeline.catalog import load_catalog
 from asset_pipeline.partition_status import PartitionStatuses, partition_statuses
 from asset_pipeline.settings import load_settings
+from asset_pipeline.storage.data_dir import check_data_dir
 
 _COLUMNS = ("key", "path", "size", "cost_usd", "cache_hit")
 
@@ -70,6 +71,7 @@ def _cell(row: dict[str, Any], column: str) -> str:
 def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bool) -> None:
     """Show what was made for each image partition (default: the whole catalog)."""
     settings = load_settings()
+    check_data_dir(settings.data_dir, write=False)
     catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
     keys = _keys_for(catalog.ids, partition_range, partitions)
     with dg.DagsterInstance.get() as instance:

@@ -8,7 +8,11 @@ import click
 import dagster as dg
 
 from asset_pipeline.cli.context import CommandContext
-from asset_pipeline.retry_selection import estimated_costs, partitions_with_status, submit_backfill
+from asset_pipeline.retry_selection import (
+    estimated_costs,
+    partitions_with_status,
+    submit_backfill,
+)
 
 
 @click.command("retry-failed")
@@ -24,7 +28,10 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
         generator = context.generator
         costs = estimated_costs(failed, catalog=context.catalog, generator=generator, store=context.store)
         estimate = round(sum(costs.values()), 6)
-        open_for_s = round(generator.circuit.open_for_s(), 1) if generator.active_backend.is_paid else 0.0
+        open_for_s = 0.0
+        if generator.active_backend.is_paid:
+            _ = context.ledger  # opens the ledger (the circuit's state lives there), naming it if unusable
+            open_for_s = round(generator.circuit.open_for_s(), 1)
         backfill_id = None
         if failed and not dry_run and not open_for_s:
             backfill_id = submit_backfill(instance, build_defs(context.settings), failed, reason="retry-failed")

@@ -57,6 +57,8 @@ from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker, Circuit
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import MAX_FETCH_TRIES, PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps, is_finite_number
+from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
+from asset_pipeline.settings import from_settings
 
 
 # How long another run's open reservation counts as "being generated right now". Once its
@@ -67,6 +69,29 @@ IN_FLIGHT_WINDOW_S = 60.0
 # How far the provider's clock may be behind ours when matching its predictions to a reservation.
 PROVIDER_CLOCK_SKEW = timedelta(minutes=5)
 TRIAL_VERDICT_POLL_S = 0.25  # how often a request waiting on the breaker's trial looks again
+
+# What run config may not change (the operator's environment decides), and the caps it may only lower.
+FIXED_FIELDS = {
+    "backend": "ASSET_PIPELINE_BACKEND",
+    "database_url": "ASSET_PIPELINE_DATABASE_URL",
+    "replicate_api_token": "REPLICATE_API_TOKEN",
+    "prices": "the price table in definitions",
+    "diffusers.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
+    "delivery_hosts": "ASSET_PIPELINE_DELIVERY_HOSTS",
+}
+CAP_FIELDS = {
+    "budget_total_usd": "ASSET_PIPELINE_BUDGET_TOTAL_USD",
+    "budget_daily_usd": "ASSET_PIPELINE_BUDGET_DAILY_USD",
+    "budget_per_run_usd": "ASSET_PIPELINE_BUDGET_PER_RUN_USD",
+    "max_retry_spend_usd": "max_retry_spend_usd in definitions",
+    "max_download_mb": "ASSET_PIPELINE_MAX_DOWNLOAD_MB",
+    "download_timeout_s": "ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S",
+    "max_output_megapixels": "ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS",
+}
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 @dataclass(frozen=True)
@@ -88,64 +113,88 @@ class PendingImage:
 class ImageGenerator(dg.ConfigurableResource):
     """Generates images through one backend; shared by every partition of a run."""
 
+    # Every default comes from the operator's settings (`from_settings`) or a factory, never a plain
+    # class default: Dagster then leaves unset fields out of a partial run config, so they keep the
+    # operator's values. Which fields run config may change at all: FIXED_FIELDS, CAP_FIELDS below.
     backend: Literal["placeholder", "replicate", "diffusers"] = Field(
-        default="placeholder", description="Backend that renders images (ASSET_PIPELINE_BACKEND)."
+        default_factory=from_settings("backend"), description="Backend that renders images (ASSET_PIPELINE_BACKEND)."
     )
     model: str | None = Field(
-        default=None, description="Model reference; None uses the backend's default (ASSET_PIPELINE_MODEL)."
+        default_factory=from_settings("model"),
+        description="Model reference; None uses the backend's default (ASSET_PIPELINE_MODEL).",
     )
     fallback_models: list[str] = Field(
-        default_factory=list, description="Ordered models to fall back to when the model is unavailable."
+        default_factory=from_settings("fallback_models", _comma_list),
+        description="Ordered models to fall back to when the model is unavailable (ASSET_PIPELINE_FALLBACK_MODELS).",
     )
     max_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Images generated at once in one run (ASSET_PIPELINE_MAX_CONCURRENCY)."
+        default_factory=from_settings("max_concurrency"), ge=1, le=256,
+        description="Images generated at once in one run (ASSET_PIPELINE_MAX_CONCURRENCY).",
     )
     database_url: str = Field(
-        default="sqlite:///asset_pipeline_ledger.db",
-        description="Ledger database, a SQLAlchemy URL (ASSET_PIPELINE_DATABASE_URL).",
+        default_factory=from_settings("ledger_url"),
+        description="Ledger database, a SQLAlchemy URL (ASSET_PIPELINE_DATABASE_URL); fixed by the operator.",
     )
-    budget_total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD).")
-    budget_daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD).")
-    budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD).")
-    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES), description="Price table.")
+    budget_total_usd: float = Field(default_factory=from_settings("budget_total_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD); run config may only lower it.")
+    budget_daily_usd: float = Field(default_factory=from_settings("budget_daily_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD); run config may only lower it.")
+    budget_per_run_usd: float = Field(default_factory=from_settings("budget_per_run_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD); run config may only lower it.")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES), description="Price table; fixed by the operator."
+    )
     max_predict_seconds: float = Field(
-        default=300.0, gt=0, description="A prediction running longer is cancelled; time-billed models reserve this long."
+        default_factory=lambda: 300.0, gt=0,
+        description="A prediction running longer is cancelled; time-billed models reserve this long.",
     )
-    poll_interval_s: float = Field(default=0.5, gt=0, description="How often a running prediction is polled.")
+    poll_interval_s: float = Field(
+        default_factory=from_settings("poll_interval_s"), gt=0, description="How often a running prediction is polled."
+    )
     diffusers: DiffusersOptions = Field(
         default_factory=DiffusersOptions, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
     )
     replicate_api_token: str | None = Field(
-        default=None, description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN')."
+        default_factory=lambda: None,
+        description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN'); fixed by the operator.",
     )
     fallback_images: bool = Field(
-        default=False, description="Store a generic per-category image when every strategy fails (ASSET_PIPELINE_FALLBACK_IMAGES)."
+        default_factory=from_settings("fallback_images"),
+        description="Store a generic per-category image when every strategy fails (ASSET_PIPELINE_FALLBACK_IMAGES).",
     )
     fallback_image_dir: str | None = Field(
-        default=None, description="Folder of `<category>.png` fallback images; unset renders a labelled card."
+        default_factory=from_settings("fallback_image_dir", lambda path: str(path) if path else None),
+        description="Folder of `<category>.png` fallback images; unset renders a labelled card.",
     )
-    max_attempts: int = Field(default=4, ge=1, le=20, description="Attempts per image, all strategies together.")
+    max_attempts: int = Field(
+        default_factory=from_settings("max_attempts"), ge=1, le=20,
+        description="Attempts per image, all strategies together (ASSET_PIPELINE_MAX_ATTEMPTS).",
+    )
     max_retry_spend_usd: float = Field(
-        default=0.10, ge=0, description="Stop retrying an image once its failed attempts were billed this much."
+        default_factory=lambda: 0.10, ge=0,
+        description="Stop retrying an image once its failed attempts were billed this much; run config may only lower it.",
     )
-    backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff ceiling for transient errors.")
-    backoff_cap_s: float = Field(default=30.0, ge=0, description="Longest backoff between attempts.")
-    max_wait_s: float = Field(default=120.0, ge=0, description="Longest wait a rate limit may impose before a retry.")
-    requests_per_second: float = Field(default=10.0, gt=0, description="New predictions per second from one run.")
-    breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive provider failures that open the circuit.")
-    breaker_window_s: float = Field(default=60.0, gt=0, description="Window the consecutive failures must fall in.")
-    breaker_cooldown_s: float = Field(default=30.0, gt=0, description="How long an open circuit stays open.")
+    backoff_base_s: float = Field(
+        default_factory=from_settings("backoff_base_s"), ge=0, description="First backoff ceiling for transient errors."
+    )
+    backoff_cap_s: float = Field(default_factory=lambda: 30.0, ge=0, description="Longest backoff between attempts.")
+    max_wait_s: float = Field(default_factory=lambda: 120.0, ge=0, description="Longest wait a rate limit may impose before a retry.")
+    requests_per_second: float = Field(
+        default_factory=from_settings("requests_per_second"), gt=0, description="New predictions per second from one run."
+    )
+    breaker_failure_threshold: int = Field(default_factory=lambda: 5, ge=1, description="Consecutive provider failures that open the circuit.")
+    breaker_window_s: float = Field(default_factory=lambda: 60.0, gt=0, description="Window the consecutive failures must fall in.")
+    breaker_cooldown_s: float = Field(default_factory=lambda: 30.0, gt=0, description="How long an open circuit stays open.")
     delivery_hosts: str | None = Field(
-        default=None, description="Comma-separated hosts output files may be fetched from (`host`, `host:port`, "
-        "`*.domain`); None: replicate.delivery, *.replicate.delivery and REPLICATE_BASE_URL's host "
-        "(ASSET_PIPELINE_DELIVERY_HOSTS).",
+        default_factory=from_settings("delivery_hosts"),
+        description="Comma-separated hosts output files may be fetched from (`host`, `host:port`, `*.domain`); None: "
+        "replicate.delivery, *.replicate.delivery and REPLICATE_BASE_URL's host (ASSET_PIPELINE_DELIVERY_HOSTS); "
+        "fixed by the operator.",
     )
-    max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False,
+    max_download_mb: float = Field(default_factory=from_settings("max_download_mb"), gt=0, le=1024, allow_inf_nan=False,
                                    description="Largest output file downloaded (ASSET_PIPELINE_MAX_DOWNLOAD_MB).")
-    download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False,
+    download_timeout_s: float = Field(default_factory=from_settings("download_timeout_s"), gt=0, le=3600,
+                                      allow_inf_nan=False,
                                       description="Deadline for one output download (ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S).")
     max_output_megapixels: float = Field(
-        default=40.0, gt=0, le=40, allow_inf_nan=False,
+        default_factory=from_settings("max_output_megapixels"), gt=0, le=40, allow_inf_nan=False,
         description="Absolute cap on an output's pixels, checked before decoding; each image is also held to "
         "4x the pixels it asked for (ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS).",
     )
@@ -156,8 +205,12 @@ class ImageGenerator(dg.ConfigurableResource):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        backend = self.active_backend
-        backend.check_models([self.model or backend.default_model, *self.fallback_models])
+        enforce_operator_config(self, context, label="image_generator", fixed=FIXED_FIELDS, ceilings=CAP_FIELDS)
+        try:
+            backend = self.active_backend
+            backend.check_models([self.model or backend.default_model, *self.fallback_models])
+        except ConfigurationError as exc:
+            raise configuration_failure(exc) from None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._backend is not None:

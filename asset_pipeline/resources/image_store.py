@@ -23,8 +23,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from asset_pipeline.errors import StoreError
+from asset_pipeline.errors import ConfigurationError, StoreError
+from asset_pipeline.resources.run_config_guard import (
+    configuration_failure,
+    enforce_operator_config,
+)
+from asset_pipeline.settings import from_settings
 from asset_pipeline.storage.atomic import atomic_write
+from asset_pipeline.storage.data_dir import VARIABLE, check_data_dir
 from asset_pipeline.storage.paths import inside_root, safe_digest, safe_partition_key
 
 
@@ -42,7 +48,18 @@ class StoredImage:
 class ImageStore(dg.ConfigurableResource):
     """Reads and writes generated images under one root folder."""
 
-    root: str = Field(description="Folder that holds every stored image and summary (ASSET_PIPELINE_DATA_DIR).")
+    root: str = Field(
+        default_factory=from_settings("data_dir", str),
+        description="Folder that holds every stored image and summary (ASSET_PIPELINE_DATA_DIR); fixed by the operator.",
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run config that moves the store, and a data dir that is unusable, before any write."""
+        enforce_operator_config(self, context, label="image_store", fixed={"root": VARIABLE})
+        try:
+            check_data_dir(self.root)
+        except ConfigurationError as exc:
+            raise configuration_failure(exc) from None
 
     @property
     def root_path(self) -> Path:

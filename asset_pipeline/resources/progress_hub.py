@@ -16,6 +16,8 @@ from pydantic import Field, PrivateAttr
 
 from asset_pipeline.hub.messages import ProgressEvent, RunEvent
 from asset_pipeline.hub.publisher import BufferedPublisher
+from asset_pipeline.resources.run_config_guard import enforce_operator_config
+from asset_pipeline.settings import from_settings
 
 
 class HubUnavailable(Exception):
@@ -23,19 +25,26 @@ class HubUnavailable(Exception):
 
 
 class ProgressHub(dg.ConfigurableResource):
-    url: str = Field(default="http://127.0.0.1:4500", description="The hub's base URL (ASSET_PIPELINE_HUB_URL).")
-    token: str | None = Field(
-        default=None, description="Shared secret; bind with dg.EnvVar('ASSET_PIPELINE_HUB_TOKEN')."
+    # Factory defaults, so a partial run config keeps the operator's values (see run_config_guard).
+    url: str = Field(
+        default_factory=from_settings("hub_url"), description="The hub's base URL (ASSET_PIPELINE_HUB_URL); fixed by the operator."
     )
-    enabled: bool = Field(default=True, description="Publish at all; off makes every call a no-op.")
-    buffer_size: int = Field(default=10_000, ge=1, description="Events held while the hub is slow; more are dropped.")
-    timeout_s: float = Field(default=2.0, gt=0, description="Longest wait for one POST.")
-    linger_s: float = Field(default=0.05, ge=0, description="Events published within this long share one POST.")
+    token: str | None = Field(
+        default_factory=lambda: None,
+        description="Shared secret; bind with dg.EnvVar('ASSET_PIPELINE_HUB_TOKEN'); fixed by the operator.",
+    )
+    enabled: bool = Field(default_factory=from_settings("hub_enabled"), description="Publish at all; off makes every call a no-op.")
+    buffer_size: int = Field(default_factory=lambda: 10_000, ge=1, description="Events held while the hub is slow; more are dropped.")
+    timeout_s: float = Field(default_factory=lambda: 2.0, gt=0, description="Longest wait for one POST.")
+    linger_s: float = Field(default_factory=lambda: 0.05, ge=0, description="Events published within this long share one POST.")
 
     _client: httpx.Client | None = PrivateAttr(default=None)
     _publisher: BufferedPublisher | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A run config must not send the token (or the progress) to another address.
+        enforce_operator_config(self, context, label="progress_hub",
+                                fixed={"url": "ASSET_PIPELINE_HUB_URL", "token": "ASSET_PIPELINE_HUB_TOKEN"})
         log = context.log or logging.getLogger(__name__)
         if self.enabled:
             self._publisher = BufferedPublisher(self._post, buffer_size=self.buffer_size, linger_s=self.linger_s,
