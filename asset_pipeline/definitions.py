@@ -83,6 +83,9 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         fallback_images=settings.fallback_images,
         fallback_image_dir=str(settings.fallback_image_dir) if settings.fallback_image_dir else None,
         replicate_api_token=token,
+        max_outage_s=settings.max_outage_s,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        breaker_minimum_calls=settings.breaker_minimum_calls,
         diffusers=DiffusersOptions(
             model_dir=settings.diffusers_model,
             refiner_dir=settings.diffusers_refiner,
