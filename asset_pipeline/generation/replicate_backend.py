@@ -31,6 +31,7 @@ from asset_pipeline.generation.pricing import (
 )
 from asset_pipeline.generation.progress import ProgressClock
 from asset_pipeline.generation.provider_logs import step_from_logs
+from asset_pipeline.generation.replicate_config import base_url, check_base_url, explain_http_error, explain_unreachable
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.fit import fit_to_png
 
@@ -52,6 +53,7 @@ class ReplicateBackend(ImageBackend):
         poll_interval_s: float,
         transport: httpx.BaseTransport | None = None,
     ):
+        check_base_url(base_url())  # a /v1 suffix would send every request to /v1/v1/...
         extra = {"transport": transport} if transport is not None else {}
         # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
         # each thread's last Retry-After so a 429 can wait exactly as long as Replicate asks.
@@ -216,10 +218,12 @@ class ReplicateBackend(ImageBackend):
             return call()
         except ReplicateError as exc:
             summary = "; ".join(part for part in (exc.title, exc.detail) if part) or "error"
-            raise ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}: {summary[:300]}",
+            reason = explain_http_error(exc.status, summary, url=base_url()) \
+                or f"Replicate answered HTTP {exc.status}: {summary[:300]}"
+            raise ProviderError(request.partition_key, reason,
                                 status=exc.status, retry_after=getattr(self._last_retry_after, "value", None)) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None
+            raise ProviderError(request.partition_key, explain_unreachable(exc.__class__.__name__, url=base_url())) from None
 
 
 def _normalised(inputs: dict[str, Any]) -> str:
