@@ -281,7 +281,9 @@ class ImageGenerator(dg.ConfigurableResource):
                 return circuit.before_request()
             except CircuitOpen as exc:
                 down_for = (datetime.now(UTC) - exc.since).total_seconds()
-                if down_for >= self.max_outage_s:
+                # Past the longest outage, still wait for trials already out: their verdict may
+                # close the circuit (a new run after a long outage must not fail beside its trials).
+                if down_for >= self.max_outage_s and not circuit.trial_in_flight():
                     raise CircuitOpenError(request.partition_key,
                                            _unavailable(exc.since, history or [], circuit)) from None
                 pause = min(CIRCUIT_POLL_S, max(0.05, self.max_outage_s - down_for))

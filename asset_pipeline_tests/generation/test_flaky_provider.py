@@ -20,8 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
@@ -116,11 +117,15 @@ def _hub_caps(env: dict[str, str], tmp_path: Path) -> tuple[float, float, str]:
     try:
         deadline = time.monotonic() + 60
         while True:
-            try:
-                spend = httpx.get(f"http://127.0.0.1:{port}/api/status").json().get("spend")
+            try:  # the dashboard's view: the monitor channel's snapshot carries the spend
+                with connect(f"ws://127.0.0.1:{port}/ws/monitor", open_timeout=5) as monitor:
+                    message = json.loads(monitor.recv(timeout=5))
+                    while message["type"] != "snapshot":
+                        message = json.loads(monitor.recv(timeout=5))
+                spend = message.get("spend")
                 if spend:
                     return spend["cap_total_usd"], spend["cap_daily_usd"], spend["caps_source"][:18]
-            except httpx.HTTPError:
+            except (OSError, TimeoutError, InvalidStatus):
                 pass
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "hub.log").read_text()
             time.sleep(0.2)
@@ -171,7 +176,8 @@ def test_an_outage_longer_than_the_longest_wait_fails_the_rest_with_the_reason(
     log = tmp_path / "run.log"
     process = _start(env, 30, log)
     _wait_for_creations(fake_replicate, process, 10, log)
-    fake_replicate.down_until = time.monotonic() + 3600
+    # 500, not 503: the official client retries a GET answered 503 for ~50 s by itself.
+    fake_replicate.down_status, fake_replicate.down_until = 500, time.monotonic() + 3600
     assert process.wait(timeout=300) != 0
     output = log.read_text()
     failed = statuses(env).failed
