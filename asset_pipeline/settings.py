@@ -67,7 +67,7 @@ class PipelineSettings(BaseSettings):
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
     max_outage_s: float = Field(default=600.0, ge=0, description="longest provider outage a run waits out")
     breaker_cooldown_s: float = Field(default=30.0, gt=0, description="how long an open provider circuit stays open")
-    breaker_minimum_calls: int = Field(default=10, ge=1, description="calls in the breaker's window before it may open")
+    breaker_minimum_calls: int = Field(default=20, ge=1, description="calls in the breaker's window before it may open")
 
     @property
     def ledger_url(self) -> str:

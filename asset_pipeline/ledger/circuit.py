@@ -40,8 +40,10 @@ class BreakerState(StrEnum):
 @dataclass(frozen=True)
 class BreakerConfig:
     failure_rate: float = 0.5  # share of failed calls in the window that opens the circuit
-    window_calls: int = 20  # the sliding window: this many most recent calls
-    minimum_calls: int = 10  # fewer calls than this in the window never open the circuit
+    # A wide window: at 30% random faults a window of 20 reaches 50% failures by chance in about 5%
+    # of its positions (a batch of hundreds of calls would trip again and again); of 50, in 0.2%.
+    window_calls: int = 50  # the sliding window: this many most recent calls
+    minimum_calls: int = 20  # fewer calls than this in the window never open the circuit
     window_s: float = 60.0  # calls older than this fall out of the window
     cooldown_s: float = 30.0
     half_open_calls: int = 3  # trial requests let through when half-open
@@ -177,12 +179,13 @@ class CircuitBreaker:
             return False
 
     def record(self, *, ok: bool, trial: bool) -> None:
-        """One provider call's verdict; `trial` when `before_request` made it a trial."""
-        if ok and not trial and self._last_kind() == "success":
-            return  # another success after a success changes nothing; skip the write
+        """One provider call's verdict; `trial` when `before_request` made it a trial. Every verdict
+        is written: the failure rate needs the successes too."""
         with exclusive(self.engine, scope=f"circuit:{self.provider}") as connection:
             now = datetime.now(UTC)
             self._add(connection, "success" if ok else "failure", now)
+            if ok and not trial:
+                return  # a success decides nothing by itself; it only counts in the window
             events = self._events(connection)
             if trial and _open_since(events) is not None:
                 self._add(connection, "trial_ok" if ok else "trial_failed", now)
@@ -191,13 +194,6 @@ class CircuitBreaker:
                     self._add(connection, verdict, now)
             elif not ok and should_open(events, now, self.config):
                 self._add(connection, "open", now)
-
-    def _last_kind(self) -> str | None:
-        with self.engine.connect() as connection:
-            return connection.execute(
-                select(circuit_events.c.kind).where(circuit_events.c.provider == self.provider)
-                .order_by(circuit_events.c.id.desc()).limit(1)
-            ).scalar_one_or_none()
 
     def state(self) -> BreakerState:
         with self.engine.connect() as connection:
