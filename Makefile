@@ -49,6 +49,7 @@ bench: venv instance
 	$(BIN)/python bench/placeholder_backfill.py
 	$(BIN)/python bench/replicate_budget.py
 	$(BIN)/python bench/replicate_faults.py
+	$(BIN)/python bench/flaky_provider.py
 	$(BIN)/python bench/diffusers_progress.py
 	$(BIN)/python bench/hub_fanout.py
 

@@ -13,7 +13,7 @@
         │   └── CreateOutcomeUnknown  a create's answer was lost or garbled: the prediction may exist
         ├── OutputNotFetched    the provider made the image but we could not download it yet
         │   └── OutputRefused   its output can never be used: host, scheme, size or encoding refused
-        ├── CircuitOpenError    the provider's circuit breaker is open; nothing was sent
+        ├── CircuitOpenError    the provider's circuit stayed open past the longest outage ("provider unavailable since")
         ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
         ├── RenderCancelled     the run was terminated while a local pipeline was denoising
         └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
@@ -110,7 +110,8 @@ class ProviderError(GenerationError):
 
 
 class CircuitOpenError(GenerationError):
-    """The provider's circuit breaker is open: the partition fails fast and nothing is sent."""
+    """The provider's circuit stayed open longer than `max_outage_s`: the reason names when the
+    outage began and the provider's last error; the request was not sent again."""
 
 
 class RetriesExhausted(GenerationError):

@@ -50,7 +50,7 @@ class PipelineSettings(BaseSettings):
     budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per Dagster run")
     requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second from one run")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
-    max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per image, all retry strategies together")
+    max_attempts: int = Field(default=6, ge=1, le=20, description="attempts per image, all retry strategies together")
     backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
     fallback_models: str = Field(default="", description="comma-separated models to fall back to, in order")
     fallback_images: bool = Field(default=False, description="store a generic per-category image when all else fails")
@@ -70,6 +70,9 @@ class PipelineSettings(BaseSettings):
     hub_enabled: bool = Field(default=True, description="publish progress to the hub at all")
     images_cron: str = Field(default="0 3 * * *", description="cron of the images_within_budget schedule")
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
+    max_outage_s: float = Field(default=600.0, ge=0, description="longest provider outage a run waits out")
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, description="how long an open provider circuit stays open")
+    breaker_minimum_calls: int = Field(default=20, ge=1, description="calls in the breaker's window before it may open")
     delivery_hosts: str | None = Field(
         default=None, description="comma-separated hosts output files may come from; unset: Replicate's delivery hosts"
     )

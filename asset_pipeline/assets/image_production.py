@@ -25,6 +25,7 @@ from asset_pipeline.errors import (
 from asset_pipeline.generation.fallback import fallback_image
 from asset_pipeline.generation.backend import RenderedImage
 from asset_pipeline.generation.request import GenerationRequest
+from asset_pipeline.generation.retries import RetryNotice
 from asset_pipeline.imaging.inspect import ImageFacts, inspect_image
 from asset_pipeline.imaging.thumbnails import PREVIEW_SIDE, jpeg_markdown
 from asset_pipeline.resources.image_generator import ImageGenerator, PendingImage
@@ -55,6 +56,7 @@ class RunScope:
     publish: Publish = no_publish  # progress messages for the hub; must not block
     run_is_alive: Callable[[str], bool] = lambda run_id: True  # is another Dagster run still going?
     dead_runs: set[str] = field(default_factory=set)  # runs seen ended: their reservations are stale
+    on_retry: Callable[[RetryNotice], None] | None = None  # hears of every failed attempt (the run log)
 
     def progress(self, partition_key: str) -> PartitionProgress:
         return PartitionProgress(self.publish, self.run_id, partition_key)
@@ -77,6 +79,7 @@ class ImageOutcome:
     checks: tuple[CheckOutcome, ...] = ()
     preview: str | None = None
     strategies: tuple[str, ...] = ()
+    failure_kind: str = ""  # for the run's summary: budget_exhausted, provider_unavailable, a failure class, ...
 
 
 def produce_image(
@@ -114,7 +117,7 @@ def _produce(
                 try:
                     pending = generator.generate(request, run_id=scope.run_id, cancelled=scope.cancelled,
                                                  on_progress=progress.step, dead_runs=frozenset(scope.dead_runs),
-                                                 is_alive=scope.run_is_alive)
+                                                 is_alive=scope.run_is_alive, on_retry=scope.on_retry)
                 except RequestInFlightError:
                     # Another run (a concurrent batch of the same backfill) is paying for this very
                     # image: wait for it to finish, then take its stored image as a cache hit.
@@ -128,20 +131,28 @@ def _produce(
             facts = inspect_image(stored.path.read_bytes(), preview_side=PREVIEW_SIDE)
         except ValueError as exc:
             facts = exc
+    # Errors carry the partition key in str(); the outcome keeps only the reason, since the run log
+    # and the step's failure name the partition themselves (`key: key: ...` otherwise).
     except BudgetExhaustedError as exc:
         scope.budget_exhausted.set()
-        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+        return ImageOutcome(partition_key, spec, request, error=exc.reason, duration_s=time.perf_counter() - started,
+                            failure_kind="budget_exhausted")
     except (CircuitOpenError, StoreError) as exc:
-        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+        kind = "provider_unavailable" if isinstance(exc, CircuitOpenError) else "store_error"
+        return ImageOutcome(partition_key, spec, request, error=getattr(exc, "reason", str(exc)),
+                            duration_s=time.perf_counter() - started, failure_kind=kind)
     except GenerationError as exc:
         if not generator.fallback_images:
-            return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+            return ImageOutcome(partition_key, spec, request, error=exc.reason, duration_s=time.perf_counter() - started,
+                                failure_kind=_failure_kind(exc))
         return _fallback_outcome(spec, request, exc, generator, store, started)
     except AssetPipelineError as exc:
-        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started)
+        return ImageOutcome(partition_key, spec, request, error=str(exc), duration_s=time.perf_counter() - started,
+                            failure_kind="error")
     except Exception as exc:  # one broken image must not abort the other partitions of the run
         reason = f"unexpected {exc.__class__.__name__}: {exc}"
-        return ImageOutcome(partition_key, spec, request, error=reason, duration_s=time.perf_counter() - started)
+        return ImageOutcome(partition_key, spec, request, error=reason, duration_s=time.perf_counter() - started,
+                            failure_kind="unexpected")
     rendered = pending.rendered if pending else None
     return ImageOutcome(
         partition_key,
@@ -177,7 +188,13 @@ def _fallback_outcome(
 
 
 def not_started(partition_key: str, reason: str) -> ImageOutcome:
-    return ImageOutcome(partition_key, None, None, error=reason)
+    return ImageOutcome(partition_key, None, None, error=reason, failure_kind="not_started")
+
+
+def _failure_kind(error: GenerationError) -> str:
+    """The class of the last failed attempt, for the run's summary."""
+    attempts = getattr(error, "attempts", None)
+    return attempts[-1].failure_class if attempts else "error"
 
 
 def _store(pending: PendingImage, store: ImageStore, generator: ImageGenerator) -> StoredImage:

@@ -22,8 +22,10 @@ from asset_pipeline.assets.lineage import (
     provenance_tags,
 )
 from asset_pipeline.assets.image_production import ImageOutcome, RunScope, not_started, produce_image
+from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.catalog import Catalog
+from asset_pipeline.ledger.recorded_caps import record_caps
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -72,8 +74,12 @@ def build_images(
         spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
         unchecked: list[ImageOutcome] = []
+        if image_generator.active_backend.is_paid:
+            record_caps(image_generator.ledger.engine, run_id=context.run.run_id, caps=image_generator.caps)
         scope = RunScope(run_id=context.run.run_id, publish=progress_hub.publish,
-                         run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id))
+                         run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id),
+                         on_retry=lambda notice: context.log.warning(notice.line()))
+        tally = RunTally()
         for key in keys:
             scope.progress(key).status("pending")
 
@@ -90,6 +96,8 @@ def build_images(
             stop=scope.budget_exhausted, skipped=skipped, cancelled=scope.cancelled,
         )
         for outcome in _until_terminated(outcomes):
+            tally.add(error=outcome.error, failure_kind=outcome.failure_kind, cache_hit=outcome.cache_hit,
+                      fallback=bool(outcome.stored and outcome.stored.record.get("fallback")))
             if outcome.error is not None:
                 failures[outcome.partition_key] = outcome.error
                 context.log.error(f"partition {outcome.partition_key} failed: {outcome.error}")
@@ -108,9 +116,12 @@ def build_images(
             if check_spec.key in selected_checks:
                 yield dg.Output(None, output_name=output_name)
 
-        if image_generator.active_backend.is_paid:
-            spent = image_generator.ledger.spent_by_run(context.run.run_id)
-            context.log.info(f"this run spent ${spent:.4f} (caps: {image_generator.caps})")
+        paid = image_generator.active_backend.is_paid
+        context.log.info("\n".join(summary_lines(
+            tally, total=len(keys),
+            spent_run_usd=image_generator.ledger.spent_by_run(context.run.run_id) if paid else None,
+            status=image_generator.ledger.status(image_generator.caps) if paid else None,
+        )))
         raise_for_failures(failures, total=len(keys))
 
     return images

@@ -11,6 +11,7 @@ import dagster as dg
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.cli.context import CommandContext
+from asset_pipeline.ledger.recorded_caps import CapsSource, current_caps
 from asset_pipeline.partition_status import partition_statuses
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -21,11 +22,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def budget(as_json: bool) -> None:
     """Caps, what was spent today and in total, open reservations, and what remains."""
     context = CommandContext.from_environment()
-    generator = context.generator
-    status = context.ledger.status(generator.caps)
+    source = recorded_caps(context)
+    status = context.ledger.status(source.caps)
     report = {
         "caps": {"total_usd": status.caps.total_usd, "daily_usd": status.caps.daily_usd,
                  "per_run_usd": status.caps.per_run_usd},
+        "caps_source": source.origin,
         "spent_total_usd": status.spent_total_usd,
         "spent_today_usd": status.spent_today_usd,
         "reserved_usd": status.reserved_usd,
@@ -37,7 +39,8 @@ def budget(as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     caps = status.caps
-    click.echo(f"caps          total ${caps.total_usd:.2f}, daily ${caps.daily_usd:.2f}, per run ${caps.per_run_usd:.2f}")
+    click.echo(f"caps          total ${caps.total_usd:.2f}, daily ${caps.daily_usd:.2f}, per run ${caps.per_run_usd:.2f} "
+               f"({source.describe()})")
     click.echo(f"spent         ${status.spent_total_usd:.4f} in total, ${status.spent_today_usd:.4f} today (UTC)")
     click.echo(f"reserved      ${status.reserved_usd:.4f} in {status.open_reservations} open reservation(s)")
     click.echo(f"remaining     ${status.remaining_total_usd:.4f} in total, ${status.remaining_today_usd:.4f} today")
@@ -78,12 +81,14 @@ def estimate(as_json: bool, selection: str) -> None:
         else:
             paid[request.request_hash] = generator.active_backend.reservation_usd(request.model)
     cost = round(sum(paid.values()), 6)
-    status = context.ledger.status(generator.caps) if generator.active_backend.is_paid else None
-    remaining = min(status.remaining_today_usd, generator.caps.per_run_usd) if status else float("inf")
+    source = recorded_caps(context) if generator.active_backend.is_paid else None
+    status = context.ledger.status(source.caps) if source else None
+    remaining = min(status.remaining_today_usd, status.caps.per_run_usd) if status else float("inf")
     report: dict[str, Any] = {
         "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": len(paid),
         "backend": generator.backend, "estimated_cost_usd": cost,
         "remaining_usd": None if status is None else remaining, "fits": cost <= remaining,
+        "caps_source": source.origin if source else None,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -93,10 +98,15 @@ def estimate(as_json: bool, selection: str) -> None:
     if status is None:
         click.echo("the backend is free: no budget is used")
     elif report["fits"]:
-        click.echo(f"fits the remaining budget of ${remaining:.4f} (today and per run)")
+        click.echo(f"fits the remaining budget of ${remaining:.4f} (today and per run; caps {source.describe()})")
     else:
         click.echo(f"does NOT fit: only ${remaining:.4f} remains today and per run; the run would stop at the cap "
                    f"after about {int(remaining / (cost / len(paid)))} image(s)")
+
+
+def recorded_caps(context: CommandContext) -> CapsSource:
+    """The caps the latest run recorded in the ledger; this environment's only if none is recorded."""
+    return current_caps(context.ledger.engine, fallback=context.generator.caps)
 
 
 def _selected(context: CommandContext, selection: str) -> list[str]:

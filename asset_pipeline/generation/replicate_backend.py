@@ -47,6 +47,7 @@ from asset_pipeline.generation.pricing import (
 )
 from asset_pipeline.generation.progress import ProgressClock
 from asset_pipeline.generation.provider_logs import step_from_logs
+from asset_pipeline.generation.replicate_config import base_url, check_base_url, explain_http_error, explain_unreachable
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.imaging.bounded import ABSOLUTE_MAX_PIXELS, read_header
 from asset_pipeline.imaging.fit import FittedImage, fit_to_png
@@ -71,6 +72,7 @@ class ReplicateBackend(ImageBackend):
         delivery: DeliveryLimits | None = None,
         max_output_pixels: int = ABSOLUTE_MAX_PIXELS,
     ):
+        check_base_url(base_url())  # a /v1 suffix would send every request to /v1/v1/...
         extra = {"transport": transport} if transport is not None else {}
         # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
         # each thread's last Retry-After so a 429 can wait exactly as long as Replicate asks.
@@ -243,7 +245,7 @@ class ReplicateBackend(ImageBackend):
                 raise _unknown(request, f"answered HTTP {exc.status} with an unreadable body", exc.status) from None
             raise self._provider_error(request, exc) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ProviderError(request.partition_key, f"cannot reach Replicate: {exc.__class__.__name__}") from None
+            raise ProviderError(request.partition_key, explain_unreachable(exc.__class__.__name__, url=base_url())) from None
         except httpx.HTTPError as exc:
             raise _unknown(request, f"dropped the connection after the request was sent ({exc.__class__.__name__})") from None
         except Exception as exc:  # noqa: BLE001 - a garbled 2xx body: JSONDecodeError, ValidationError, ...
@@ -291,7 +293,8 @@ class ReplicateBackend(ImageBackend):
             raise self._provider_error(request, exc, what=what) from None
         except httpx.HTTPError as exc:
             raise ProviderError(request.partition_key,
-                                f"cannot reach Replicate{doing}: {exc.__class__.__name__}") from None
+                                explain_unreachable(exc.__class__.__name__, url=base_url())
+                                + (f" (while {what})" if what else "")) from None
         except Exception as exc:  # noqa: BLE001 - garbled answers: JSONDecodeError, ValidationError, ...
             raise ProviderError(request.partition_key,
                                 f"Replicate sent an unreadable answer{doing} ({exc.__class__.__name__})") from None
@@ -299,7 +302,9 @@ class ReplicateBackend(ImageBackend):
     def _provider_error(self, request: GenerationRequest, exc: ReplicateError, *, what: str = "") -> ProviderError:
         summary = "; ".join(part for part in (exc.title, exc.detail) if part) or "error"
         doing = f" {what}" if what else ""
-        return ProviderError(request.partition_key, f"Replicate answered HTTP {exc.status}{doing}: {summary[:300]}",
+        reason = explain_http_error(exc.status, summary, url=base_url()) \
+            or f"Replicate answered HTTP {exc.status}{doing}: {summary[:300]}"
+        return ProviderError(request.partition_key, reason,
                              status=exc.status, retry_after=getattr(self._last_retry_after, "value", None))
 
 

@@ -36,6 +36,29 @@ class AttemptRecord:
     detail: str
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """One failed attempt, as the run log tells it: `wait_s` before the next one, None if none follows."""
+
+    partition_key: str
+    attempt: int
+    failure_class: str
+    strategy: str
+    error: str
+    wait_s: float | None
+
+    def line(self) -> str:
+        after = "no further attempt" if self.wait_s is None else f"next attempt in {self.wait_s:.1f} s"
+        return (f"partition {self.partition_key}: attempt {self.attempt} failed "
+                f"({self.failure_class}, strategy {self.strategy}): {self.error}; {after}")
+
+
+def summarize_attempts(history: list[AttemptRecord]) -> str:
+    """"after 3 attempt(s): transient->backoff, transient->backoff, transient->fail"."""
+    tried = ", ".join(f"{a.failure_class}->{a.strategy}" for a in history)
+    return f"after {len(history)} attempt(s): {tried}"
+
+
 class BackoffSettings(Protocol):
     backoff_base_s: float
     backoff_cap_s: float

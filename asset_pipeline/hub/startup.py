@@ -69,8 +69,21 @@ def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None],
 
 
 def spend_source(settings: PipelineSettings) -> Callable[[], dict[str, Any] | None]:
+    """Spend against the caps the latest run recorded in the ledger; this process's environment
+    only until a run has recorded any (`caps_source` says which)."""
     from asset_pipeline.hub.rebuild import ledger_spend
+    from asset_pipeline.ledger.database import ledger_engine
     from asset_pipeline.ledger.money import BudgetCaps
+    from asset_pipeline.ledger.recorded_caps import current_caps
 
-    caps = BudgetCaps(settings.budget_total_usd, settings.budget_daily_usd, settings.budget_per_run_usd)
-    return lambda: ledger_spend(settings.ledger_url, caps)
+    environment = BudgetCaps(settings.budget_total_usd, settings.budget_daily_usd, settings.budget_per_run_usd)
+
+    engines: list[Any] = []  # opened on the first refresh (it creates the tables), then reused
+
+    def read() -> dict[str, Any]:
+        if not engines:
+            engines.append(ledger_engine(settings.ledger_url))
+        source = current_caps(engines[0], fallback=environment)
+        return {**ledger_spend(settings.ledger_url, source.caps), "caps_source": source.describe()}
+
+    return read

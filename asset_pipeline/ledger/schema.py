@@ -88,3 +88,16 @@ generation_attempts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_generation_attempts_run", "run_id"),
 )
+
+# The caps each run used, recorded when it starts: the hub and the commands read the latest row
+# instead of their own environment (see ledger/recorded_caps.py).
+run_caps = Table(
+    "run_caps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("total_micros", BigInteger, nullable=False),
+    Column("daily_micros", BigInteger, nullable=False),
+    Column("per_run_micros", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -57,6 +57,9 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         max_download_mb=settings.max_download_mb,
         download_timeout_s=settings.download_timeout_s,
         max_output_megapixels=settings.max_output_megapixels,
+        max_outage_s=settings.max_outage_s,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        breaker_minimum_calls=settings.breaker_minimum_calls,
         diffusers=DiffusersOptions(
             model_dir=settings.diffusers_model,
             refiner_dir=settings.diffusers_refiner,

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, NoReturn
 
 import dagster as dg
@@ -44,7 +43,14 @@ from asset_pipeline.generation.delivery_hosts import delivery_hosts
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
 from asset_pipeline.generation.rate_limit import TokenBucket
-from asset_pipeline.generation.retries import AttemptRecord, classify_error, next_request, wait_before_retry
+from asset_pipeline.generation.retries import (
+    AttemptRecord,
+    RetryNotice,
+    classify_error,
+    next_request,
+    summarize_attempts,
+    wait_before_retry,
+)
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
 from asset_pipeline.generation.progress import ProgressCallback
@@ -68,7 +74,7 @@ from asset_pipeline.settings import from_settings
 IN_FLIGHT_WINDOW_S = 60.0
 # How far the provider's clock may be behind ours when matching its predictions to a reservation.
 PROVIDER_CLOCK_SKEW = timedelta(minutes=5)
-TRIAL_VERDICT_POLL_S = 0.25  # how often a request waiting on the breaker's trial looks again
+CIRCUIT_POLL_S = 0.5  # how often a request waiting on an open circuit looks again
 
 # What run config may not change (the operator's environment decides), and the caps it may only lower.
 FIXED_FIELDS = {
@@ -179,9 +185,6 @@ class ImageGenerator(dg.ConfigurableResource):
     requests_per_second: float = Field(
         default_factory=from_settings("requests_per_second"), gt=0, description="New predictions per second from one run."
     )
-    breaker_failure_threshold: int = Field(default_factory=lambda: 5, ge=1, description="Consecutive provider failures that open the circuit.")
-    breaker_window_s: float = Field(default_factory=lambda: 60.0, gt=0, description="Window the consecutive failures must fall in.")
-    breaker_cooldown_s: float = Field(default_factory=lambda: 30.0, gt=0, description="How long an open circuit stays open.")
     delivery_hosts: str | None = Field(
         default_factory=from_settings("delivery_hosts"),
         description="Comma-separated hosts output files may be fetched from (`host`, `host:port`, `*.domain`); None: "
@@ -198,6 +201,13 @@ class ImageGenerator(dg.ConfigurableResource):
         description="Absolute cap on an output's pixels, checked before decoding; each image is also held to "
         "4x the pixels it asked for (ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS).",
     )
+    breaker_failure_rate: float = Field(default_factory=lambda: 0.5, gt=0, le=1, description="Share of failed provider calls in the window that opens the circuit.")
+    breaker_window_calls: int = Field(default_factory=lambda: 50, ge=1, description="The breaker's sliding window: this many most recent calls.")
+    breaker_minimum_calls: int = Field(default_factory=from_settings("breaker_minimum_calls"), ge=1, description="Calls the window must hold before the failure rate counts (ASSET_PIPELINE_BREAKER_MINIMUM_CALLS).")
+    breaker_window_s: float = Field(default_factory=lambda: 60.0, gt=0, description="Calls older than this fall out of the breaker's window.")
+    breaker_cooldown_s: float = Field(default_factory=from_settings("breaker_cooldown_s"), gt=0, description="How long an open circuit stays open (ASSET_PIPELINE_BREAKER_COOLDOWN_S).")
+    breaker_half_open_calls: int = Field(default_factory=lambda: 3, ge=1, description="Trial requests let through when half-open; a majority of successes closes it.")
+    max_outage_s: float = Field(default_factory=from_settings("max_outage_s"), ge=0, description="Longest provider outage a run waits out before failing its partitions (ASSET_PIPELINE_MAX_OUTAGE_S).")
 
     _backend: ImageBackend | None = PrivateAttr(default=None)
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
@@ -277,46 +287,46 @@ class ImageGenerator(dg.ConfigurableResource):
     def generate(
         self, request: GenerationRequest, *, run_id: str = "", cancelled: threading.Event | None = None,
         on_progress: ProgressCallback | None = None, dead_runs: frozenset[str] = frozenset(),
-        is_alive: Callable[[str], bool] | None = None,
+        is_alive: Callable[[str], bool] | None = None, on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> PendingImage:
         """Render `request` within budget, retrying as each failure's class calls for.
 
         `on_progress` receives the backend's progress reports (every denoising step for diffusers)
-        and must not block. `dead_runs` are runs known to have ended: their open reservations do not
-        make the request count as in flight elsewhere.
+        and must not block; `on_retry` hears of every failed attempt (for the run log). `dead_runs`
+        are runs known to have ended: their open reservations do not make the request count as in
+        flight elsewhere.
 
-        Raises `BudgetExhaustedError` or `CircuitOpenError` at once, `RetriesExhausted` when no
-        strategy is left, each with a reason that is safe to log.
+        While the provider's circuit is open the request waits, up to `max_outage_s` from the start
+        of the outage. Raises `BudgetExhaustedError` at once, `CircuitOpenError` ("provider
+        unavailable since ...") when the outage outlasts that, `RetriesExhausted` when no strategy
+        is left, each with a reason that is safe to log.
         """
         cancelled = cancelled or threading.Event()
         if not self.active_backend.is_paid:
             return self._attempt(request, run_id, cancelled, on_progress, dead_runs, is_alive)
         history: list[AttemptRecord] = []
         current, billed_for_failures = request, 0.0
-        last_error: GenerationError | None = None
-        for number in range(1, self.max_attempts + 1):
-            try:
-                trial = self._may_send(request, cancelled)
-            except CircuitOpenError as exc:
-                if not history:
-                    raise
-                # Say what failed, not only that the breaker (opened by these failures) stopped the retry.
-                raise RetriesExhausted(request.partition_key, f"{_summary(last_error, history, False)}; not retried: "
-                                       f"{exc.reason}", attempts=history, last=exc) from None
+        counted = 0  # attempts counted against `max_attempts`; a failed breaker trial is the breaker's probe
+        while True:
+            trial = self._may_send(request, cancelled, history)
             if not self.bucket.acquire(cancelled):
                 raise GenerationError(request.partition_key, "run terminated before the request was sent")
+            number = len(history) + 1
             try:
                 pending = self._attempt(current, run_id, cancelled, on_progress, dead_runs, is_alive)
             except GenerationError as exc:
                 classified = classify_error(exc, history)
-                last_error = exc
+                provider_failure = classified.failure in PROVIDER_FAILURES
                 if not cancelled.is_set():  # our own cancellation says nothing about the provider
-                    self.circuit.record(ok=classified.failure not in PROVIDER_FAILURES, trial=trial)
+                    self.circuit.record(ok=not provider_failure, trial=trial)
+                if not (trial and provider_failure):
+                    counted += 1
                 billed_for_failures += getattr(exc, "billed_usd", 0.0)
                 follow_up = next_request(current, classified, history, self.fallback_models)
                 over_spend = billed_for_failures >= self.max_retry_spend_usd > 0
-                give_up = follow_up is None or number == self.max_attempts or over_spend or cancelled.is_set()
+                give_up = follow_up is None or counted >= self.max_attempts or over_spend or cancelled.is_set()
                 strategy = Strategy.FAIL if give_up else classified.strategy
+                wait = 0.0 if give_up else wait_before_retry(classified, counted, self)
                 history.append(AttemptRecord(number, current.model, classified.failure, strategy, exc.reason))
                 self.attempt_log.record(
                     run_id=run_id, partition_key=current.partition_key, request_hash=current.request_hash,
@@ -325,31 +335,42 @@ class ImageGenerator(dg.ConfigurableResource):
                 )
                 if isinstance(exc, (BudgetExhaustedError, RequestInFlightError)):
                     raise
+                if on_retry is not None and not cancelled.is_set():
+                    on_retry(RetryNotice(request.partition_key, number, classified.failure, strategy, exc.reason,
+                                         wait_s=None if give_up else wait))
                 if give_up:
                     raise RetriesExhausted(request.partition_key, _summary(exc, history, over_spend),
                                            attempts=history, last=exc) from None
-                if cancelled.wait(wait_before_retry(classified, number, self)):
+                if cancelled.wait(wait):
                     raise GenerationError(request.partition_key, "run terminated while waiting to retry") from None
                 current = follow_up
                 continue
             self.circuit.record(ok=True, trial=trial)
             return replace(pending, attempts=number, strategies=tuple(a.strategy for a in history), requested=request)
-        raise AssertionError("unreachable: the last attempt either returns or raises")
 
-    def _may_send(self, request: GenerationRequest, cancelled: threading.Event) -> bool:
-        """True if this request is the breaker's trial. While another request is the trial, wait for
-        its verdict instead of failing: after a cool-down a run's partitions would otherwise all fail
-        fast but the one that happened to be first."""
+    def _may_send(self, request: GenerationRequest, cancelled: threading.Event,
+                  history: list[AttemptRecord] | None = None) -> bool:
+        """True if this request is one of the breaker's trials.
+
+        While the circuit is open the request waits for it (for its cool-down and the trials'
+        verdict) instead of failing: a batch run would otherwise lose every partition that meets an
+        outage. Only once the outage has lasted `max_outage_s` does it fail, naming when the outage
+        began and the provider's last error.
+        """
         circuit = self.circuit
-        deadline = time.monotonic() + self.breaker_cooldown_s
         while True:
             try:
                 return circuit.before_request()
             except CircuitOpen as exc:
-                if not circuit.trial_in_flight() or time.monotonic() > deadline:
-                    raise CircuitOpenError(request.partition_key, str(exc)) from None
-            if cancelled.wait(TRIAL_VERDICT_POLL_S):
-                raise GenerationError(request.partition_key, "run terminated while waiting for the provider's trial request")
+                down_for = (datetime.now(UTC) - exc.since).total_seconds()
+                # Past the longest outage, still wait for trials already out: their verdict may
+                # close the circuit (a new run after a long outage must not fail beside its trials).
+                if down_for >= self.max_outage_s and not circuit.trial_in_flight():
+                    raise CircuitOpenError(request.partition_key,
+                                           _unavailable(exc.since, history or [], circuit)) from None
+                pause = min(CIRCUIT_POLL_S, max(0.05, self.max_outage_s - down_for))
+            if cancelled.wait(pause):
+                raise GenerationError(request.partition_key, "run terminated while waiting for the provider to come back")
 
     @property
     def bucket(self) -> TokenBucket:
@@ -360,7 +381,11 @@ class ImageGenerator(dg.ConfigurableResource):
 
     @property
     def circuit(self) -> CircuitBreaker:
-        config = BreakerConfig(self.breaker_failure_threshold, self.breaker_window_s, self.breaker_cooldown_s)
+        config = BreakerConfig(
+            failure_rate=self.breaker_failure_rate, window_calls=self.breaker_window_calls,
+            minimum_calls=self.breaker_minimum_calls, window_s=self.breaker_window_s,
+            cooldown_s=self.breaker_cooldown_s, half_open_calls=self.breaker_half_open_calls,
+        )
         return CircuitBreaker(self.ledger.engine, provider=self.active_backend.name, config=config)
 
     @property
@@ -591,11 +616,16 @@ class ImageGenerator(dg.ConfigurableResource):
         raise InvalidImageError(request.partition_key, problem)
 
 
-def _summary(last: GenerationError | None, history: list[AttemptRecord], over_spend: bool) -> str:
-    tried = ", ".join(f"{a.failure_class}->{a.strategy}" for a in history)
+def _summary(last: GenerationError, history: list[AttemptRecord], over_spend: bool) -> str:
     limit = "; retry spend limit reached" if over_spend else ""
-    reason = last.reason if last is not None else "failed"
-    return f"{reason} (after {len(history)} attempt(s): {tried}{limit})"
+    return f"{last.reason} ({summarize_attempts(history)}{limit})"
+
+
+def _unavailable(since: datetime, history: list[AttemptRecord], circuit: CircuitBreaker) -> str:
+    """Why a request gave up on an open circuit: since when, the provider's last error, what was tried."""
+    last = history[-1].detail if history else circuit.last_provider_error() or "no provider error was recorded"
+    tried = f" ({summarize_attempts(history)})" if history else "; no request was sent for this image"
+    return f"provider unavailable since {since:%Y-%m-%d %H:%M:%S} UTC: {last}{tried}"
 
 
 def _reason(exc: BaseException) -> str:

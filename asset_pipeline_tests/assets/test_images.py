@@ -64,7 +64,7 @@ def test_failed_partitions_fail_and_finished_ones_stay_materialized(
     failure = result.failure_data_for_node("images")
     assert failure is not None
     assert "2 of 6 partition(s) failed" in failure.error.message
-    assert "  img-01: img-01: injected provider failure\n" in failure.error.message
+    assert "  img-01: injected provider failure\n" in failure.error.message  # the key once, not `key: key:`
 
     statuses = image_statuses(defs, instance)
     assert statuses.materialized == {"img-00", "img-02", "img-03", "img-05"}

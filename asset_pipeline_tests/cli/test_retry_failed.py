@@ -65,7 +65,7 @@ def test_retry_failed_submits_nothing_while_the_circuit_is_open(run_cli, cli_env
         flaky = FailingGenerator(failing_ids=["img-03"])
         assert not materialize(defs, instance, first="img-03", last="img-03", resources={"image_generator": flaky}).success
     CircuitBreaker(ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}"), provider="replicate",
-                   config=BreakerConfig(failure_threshold=1)).record(ok=False, trial=False)
+                   config=BreakerConfig(minimum_calls=1)).record(ok=False, trial=False)
 
     dry = json.loads(run_cli("asset-pipeline", "retry-failed", "--dry-run", "--json", env=env).stdout)
     assert dry["failed"] == ["img-03"] and 25 < dry["circuit_open_for_s"] <= 30

@@ -7,7 +7,7 @@ unauthenticated output delivery under `/files/`. Errors are RFC 7807 JSON (401, 
 `Retry-After`, 500). Predictions take `latency_s` to finish. It keeps the bill: what real Replicate
 would have charged, per model, so tests can compare it with the ledger.
 
-Failure injection: `down_until` answers every request 503 until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
+Failure injection: `down_until` answers every request `down_status` (503) until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
 image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
 next creations with; `max_running` answers 429 beyond that many unfinished predictions.
 
@@ -83,6 +83,7 @@ class FakeReplicateState:
     failure_rate: float = 0.0  # share of predictions that fail transiently
     create_failure_rate: float = 0.0  # share of creations answered 500 / 429
     down_until: float = 0.0  # time.monotonic() before which every request is answered 503 (an outage)
+    down_status: int = 503  # what an outage answers (500 is not retried by the client's own GET retries)
     random: random.Random = field(default_factory=lambda: random.Random(7))
     unavailable_models: set[str] = field(default_factory=set)
     predictions: dict[str, FakePrediction] = field(default_factory=dict)
@@ -130,7 +131,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
 
     def outage() -> Response | None:
         if time.monotonic() < state.down_until:
-            return problem(503, "Service Unavailable", "the provider is down")
+            return problem(state.down_status, "Service Unavailable", "the provider is down")
         return None
 
     async def create(request: Request, model: str) -> Response:

@@ -144,7 +144,8 @@ def test_invalid_requests_fail_at_once(fake_replicate, tmp_path: Path, data_dir:
     result = materialize(replicate_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir), instance,
                          partition="img-00")
     message = result.failure_data_for_node("images").error.message
-    assert "Replicate answered HTTP 401" in message and "(after 1 attempt(s): invalid_input->fail)" in message
+    assert "REPLICATE_API_TOKEN is missing or was refused by Replicate (HTTP 401)" in message
+    assert "(after 1 attempt(s): invalid_input->fail)" in message
     assert ledger(data_dir).status(BudgetCaps(20, 10, 20)).open_reservations == 0
 
 

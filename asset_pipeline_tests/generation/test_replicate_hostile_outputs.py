@@ -110,6 +110,9 @@ def test_a_run_terminated_during_a_drip_stops_within_seconds_and_charges_nothing
 
 
 def test_an_open_circuit_after_a_failure_names_the_failure(fake_replicate, tmp_path: Path) -> None:
-    gen = generator(tmp_path, breaker_failure_threshold=1, backoff_base_s=0.0)
-    reason = failure(gen, "[[fail]]")
-    assert "injected model failure (after 1 attempt(s): transient->backoff); not retried: provider circuit open" in reason
+    gen = generator(tmp_path, breaker_minimum_calls=1, breaker_window_calls=1, backoff_base_s=0.0, max_outage_s=0)
+    with pytest.raises(GenerationError) as caught:
+        gen.generate(request(gen, "[[fail]]"), run_id="run-1")
+    reason = caught.value.reason
+    assert reason.startswith("provider unavailable since ") and "injected model failure" in reason
+    assert "transient->backoff" in reason

@@ -39,3 +39,13 @@ def test_out_of_memory_halves_the_steps_down_to_a_floor() -> None:
 def test_invalid_input_and_budget_have_no_next_request() -> None:
     assert after(401, "Unauthenticated") is None
     assert next_request(REQUEST, classify(status=None, message="x", budget=True), [], []) is None
+
+
+def test_a_failed_attempt_is_one_readable_log_line() -> None:
+    from asset_pipeline.generation.retries import RetryNotice
+
+    waiting = RetryNotice("img-03", 2, "transient", "backoff", "Replicate answered HTTP 503: down", wait_s=1.25)
+    assert waiting.line() == ("partition img-03: attempt 2 failed (transient, strategy backoff): "
+                              "Replicate answered HTTP 503: down; next attempt in 1.2 s")
+    last = RetryNotice("img-03", 6, "transient", "fail", "prediction p1 failed: boom", wait_s=None)
+    assert last.line().endswith("; no further attempt") and "\n" not in last.line()

@@ -68,7 +68,7 @@ def test_random_faults_end_with_every_partition_made_and_spend_matching_the_bill
     fake_replicate.create_failure_rate = 0.2
     defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(20)), data_dir, backend="replicate",
                          max_attempts=8, max_concurrency=4)
-    resources = {"image_generator": generator_with(defs, breaker_failure_threshold=50, max_wait_s=0.05)}
+    resources = {"image_generator": generator_with(defs, breaker_cooldown_s=1.0, max_wait_s=0.05)}
     result = materialize(defs, instance, first="img-00", last="img-19", resources=resources)
     statuses = image_statuses(defs, instance)
     assert statuses.materialized | statuses.failed == {f"img-{i:02d}" for i in range(20)}
@@ -83,7 +83,7 @@ def test_random_faults_end_with_every_partition_made_and_spend_matching_the_bill
 
 def _breaker(url: str) -> CircuitBreaker:
     return CircuitBreaker(ledger_engine(url), provider="replicate",
-                          config=BreakerConfig(failure_threshold=3, window_s=60, cooldown_s=1.0))
+                          config=BreakerConfig(minimum_calls=3, window_s=60, cooldown_s=1.0, half_open_calls=3))
 
 
 def _fail_n(url: str, n: int) -> str:
@@ -108,21 +108,30 @@ def test_the_breaker_opens_and_closes_across_processes(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="provider circuit open"):
         here.before_request()
     time.sleep(1.1)
-    assert here.before_request() is True  # the one trial request after the cool-down
+    assert [here.before_request() for _ in range(3)] == [True, True, True]  # three trials after the cool-down
     with pytest.raises(Exception, match="provider circuit open"):
-        here.before_request()  # everyone else waits for the trial
+        here.before_request()  # everyone else waits for the trials' verdict
+    here.record(ok=True, trial=True)
+    assert here.state() is BreakerState.OPEN  # one success of three is no majority yet
     here.record(ok=True, trial=True)
     with context.Pool(1) as pool:
         assert pool.apply(_state, (url,)) == BreakerState.CLOSED
 
 
-def test_an_open_circuit_fails_partitions_fast_without_requests(fake_replicate, tmp_path, data_dir, instance) -> None:
-    defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(3)), data_dir, backend="replicate")
+def test_an_outage_longer_than_the_longest_wait_fails_partitions_without_requests(
+    fake_replicate, tmp_path, data_dir, instance
+) -> None:
+    import time
+
+    defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(3)), data_dir, backend="replicate", max_outage_s=1.0)
     breaker = CircuitBreaker(ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}"), provider="replicate",
-                             config=BreakerConfig(failure_threshold=1, cooldown_s=600))
+                             config=BreakerConfig(minimum_calls=1, cooldown_s=600))
     breaker.record(ok=False, trial=False)
+    started = time.monotonic()
     result = materialize(defs, instance, first="img-00", last="img-02")
-    assert result.failure_data_for_node("images").error.message.count("provider circuit open") == 3
+    message = result.failure_data_for_node("images").error.message
+    assert message.count("provider unavailable since") == 3 and "no request sent" not in message
+    assert time.monotonic() - started < 30  # bounded by the outage setting, not the 600 s cool-down
     assert fake_replicate.created_total == 0
     assert CircuitOpenError.__doc__
 
@@ -141,7 +150,8 @@ def test_partitions_wait_for_another_requests_trial_and_follow_its_verdict(
 
     defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(3)), data_dir, backend="replicate")
     engine = ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}")
-    breaker = CircuitBreaker(engine, provider="replicate", config=BreakerConfig(failure_threshold=1, cooldown_s=3.0))
+    breaker = CircuitBreaker(engine, provider="replicate",
+                             config=BreakerConfig(minimum_calls=1, cooldown_s=3.0, half_open_calls=1))
     breaker.record(ok=True, trial=False)  # creates the tables
     opened = datetime.now(UTC) - timedelta(seconds=10)  # its cool-down is long over
     with engine.begin() as connection:
@@ -150,7 +160,8 @@ def test_partitions_wait_for_another_requests_trial_and_follow_its_verdict(
     assert breaker.before_request() is True  # another process holds the trial
     verdict_given = threading.Timer(1.0, breaker.record, kwargs={"ok": verdict, "trial": True})
     verdict_given.start()
-    resources = {"image_generator": generator_with(defs, breaker_cooldown_s=3.0, breaker_failure_threshold=1)}
+    resources = {"image_generator": generator_with(defs, breaker_cooldown_s=3.0, breaker_minimum_calls=1,
+                                                   breaker_half_open_calls=1, max_outage_s=12.0)}
     started = time.monotonic()
     result = materialize(defs, instance, first="img-00", last="img-02", resources=resources)
     verdict_given.join()
@@ -158,7 +169,8 @@ def test_partitions_wait_for_another_requests_trial_and_follow_its_verdict(
     if verdict:
         assert result.success and fake_replicate.created_total == 3
     else:
-        assert result.failure_data_for_node("images").error.message.count("provider circuit open") == 3
+        # Re-opened by the verdict; the outage (10 s old) passes the 12 s limit before the next trial.
+        assert result.failure_data_for_node("images").error.message.count("provider unavailable since") == 3
         assert fake_replicate.created_total == 0
 
 

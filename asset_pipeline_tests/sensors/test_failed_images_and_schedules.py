@@ -42,7 +42,7 @@ def test_the_sensor_requests_exactly_the_failed_partitions_once(catalog_path, da
 def test_the_sensor_waits_while_the_circuit_is_open(fake_replicate, catalog_path, data_dir, instance) -> None:
     defs = partly_failed(catalog_path, data_dir, instance, ["img-02"], backend="replicate")
     breaker = CircuitBreaker(ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}"), provider="replicate",
-                             config=BreakerConfig(failure_threshold=1))
+                             config=BreakerConfig(minimum_calls=1))
     breaker.record(ok=False, trial=False)
     result = evaluate_sensor(defs, instance)
     assert isinstance(result, dg.SkipReason) and "circuit is open" in result.skip_message

@@ -21,7 +21,7 @@ from asset_pipeline_tests.serving import free_port
 def tick(instance: dg.DagsterInstance, cursor: str | None, hub_url: str) -> tuple[object, str | None]:
     """One evaluation, as after a daemon restart: only the stored cursor carries over."""
     with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                 resources={"progress_hub": ProgressHub(url=hub_url)}) as context:
+                                 resources={"progress_hub": ProgressHub(url=hub_url, enabled=True)}) as context:
         result = run_events_to_hub(context)
         return result, context.cursor
 
