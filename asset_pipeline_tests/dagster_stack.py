@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import dagster as dg
 import httpx
-from dagster._core.execution.backfill import BulkActionStatus
 
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline_tests.serving import free_port
@@ -63,21 +62,18 @@ class DagsterStack:
             assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + self.logs[0].read_text()[-3000:]
             time.sleep(0.5)
 
-    def wait_for_backfill(self, backfill_id: str) -> dg.DagsterRun | Any:
-        """The finished backfill, once it is done and every run it launched has finished."""
+    def wait_for_backfill_runs(self, backfill_id: str, ranges: list[tuple[str, str]]) -> list[dg.DagsterRun]:
+        """The backfill's runs once it has launched exactly one run per range in `ranges` (first,
+        last partition) and all of them have finished. (The backfill daemon wakes every 30 s; its
+        own status only turns final on the wake after that, so tests wait for the runs.)"""
         def done():  # type: ignore[no-untyped-def]
             with self.instance() as instance:
-                backfill = instance.get_backfill(backfill_id)
                 runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-                finished = backfill.status != BulkActionStatus.REQUESTED and all(run.is_finished for run in runs)
-                return backfill if finished else None
+            launched = sorted((run.tags["dagster/asset_partition_range_start"],
+                               run.tags["dagster/asset_partition_range_end"]) for run in runs)
+            assert set(launched) <= set(ranges), f"backfill {backfill_id} launched {launched}, expected {ranges}"
+            return runs if launched == sorted(ranges) and all(run.is_finished for run in runs) else None
         return self.wait_for(f"backfill {backfill_id}", done)
-
-    def backfill_ranges(self, backfill_id: str) -> list[tuple[str, str]]:
-        with self.instance() as instance:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-        return sorted((run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"])
-                      for run in runs)
 
     # What the UI sends ------------------------------------------------------------------------
 

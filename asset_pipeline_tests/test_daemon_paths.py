@@ -13,6 +13,7 @@ leaving the state the next one starts from (catalog img-00 ... img-13):
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,11 +22,20 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.execution.backfill import BulkActionsFilter
 
-from asset_pipeline.retry_selection import ESTIMATED_COST_TAG, PARTITION_COUNT_TAG, RETRY_TAG
+from asset_pipeline.retry_selection import (
+    ESTIMATED_COST_TAG,
+    PARTITION_COUNT_TAG,
+    RETRY_TAG,
+)
 from asset_pipeline_tests.dagster_stack import BIN, DagsterStack, dagster_stack
-from asset_pipeline_tests.helpers import image_statuses, pipeline_defs, small_entries, write_catalog
+from asset_pipeline_tests.helpers import (
+    image_statuses,
+    pipeline_defs,
+    small_entries,
+    write_catalog,
+)
 
 PROJECT = Path(__file__).parents[1]
 
@@ -55,7 +65,7 @@ def test_cli_partition_range_with_provider_failures(stack: DagsterStack) -> None
     done = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "asset_pipeline_tests.daemon_location", "--select",
          "images", "--partition-range", "img-00...img-03"],
-        cwd=PROJECT, env=stack.env, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT, env=stack.env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode != 0 and "img-01" in done.stderr + done.stdout
     now = statuses(stack)
@@ -73,8 +83,8 @@ def test_the_sensor_turned_on_in_the_ui_reruns_exactly_the_failed_partitions(sta
 
     backfill_id = stack.wait_for("the sensor's backfill", requested_backfill)
     stack.stop_sensor(state_id)
-    assert stack.wait_for_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
-    assert stack.backfill_ranges(backfill_id) == [("img-01", "img-01"), ("img-03", "img-03")]
+    runs = stack.wait_for_backfill_runs(backfill_id, [("img-01", "img-01"), ("img-03", "img-03")])
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     [tick] = [t for t in stack.ticks("sensor", "failed_images_sensor") if t["status"] != "SKIPPED"]
     assert tick["status"] == "SUCCESS" and tick["error"] is None, tick
     assert statuses(stack).materialized == {"img-00", "img-01", "img-02", "img-03"}
@@ -83,8 +93,8 @@ def test_the_sensor_turned_on_in_the_ui_reruns_exactly_the_failed_partitions(sta
 def test_a_ui_backfill_of_a_range_is_one_run(stack: DagsterStack) -> None:
     stack.fail("img-05")
     backfill_id = stack.launch_backfill(["img-04", "img-05", "img-06", "img-07"])
-    assert stack.wait_for_backfill(backfill_id).status == BulkActionStatus.COMPLETED_FAILED
-    assert stack.backfill_ranges(backfill_id) == [("img-04", "img-07")]
+    [run] = stack.wait_for_backfill_runs(backfill_id, [("img-04", "img-07")])
+    assert run.status == dg.DagsterRunStatus.FAILURE
     now = statuses(stack)
     assert now.failed == {"img-05"} and {"img-04", "img-06", "img-07"} <= now.materialized
 
@@ -96,22 +106,25 @@ def test_backfill_failed_and_missing_from_the_ui(stack: DagsterStack) -> None:
     assert picked == ["img-05", "img-08", "img-09", "img-10", "img-11", "img-12", "img-13"]
     picked = picked[:-2]  # the user leaves the last two for the schedule
     backfill_id = stack.launch_backfill(picked)
-    stack.wait_for_backfill(backfill_id)
-    assert stack.backfill_ranges(backfill_id) == [("img-05", "img-05"), ("img-08", "img-11")]  # non-contiguous: 2 runs
+    stack.wait_for_backfill_runs(backfill_id, [("img-05", "img-05"), ("img-08", "img-11")])  # non-contiguous: 2 runs
     now = statuses(stack)
     assert now.failed == {"img-09"} and {"img-05", "img-08", "img-10", "img-11"} <= now.materialized
 
 
 def test_retry_failed_backfills_exactly_the_failed_partitions(stack: DagsterStack) -> None:
     stack.fail()
+    dry = subprocess.run([str(BIN / "asset-pipeline"), "retry-failed", "--dry-run", "--json"], cwd=PROJECT,
+                         env=stack.env, capture_output=True, text=True, timeout=300, check=False)
+    assert json.loads(dry.stdout) == {"failed": ["img-09"], "estimated_cost_usd": 0.0, "dry_run": True,
+                                      "backfill_id": None, "circuit_open_for_s": 0.0}
     submitted = subprocess.run([str(BIN / "asset-pipeline"), "retry-failed"], cwd=PROJECT, env=stack.env,
-                               capture_output=True, text=True, timeout=300)
+                               capture_output=True, text=True, timeout=300, check=False)
     assert submitted.returncode == 0, submitted.stderr
     assert "1 failed partition(s), estimated $0.0000: img-09" in submitted.stdout
     with stack.instance() as instance:
         [backfill] = instance.get_backfills(filters=BulkActionsFilter(tags={RETRY_TAG: "retry-failed"}))
-    assert stack.wait_for_backfill(backfill.backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
-    assert stack.backfill_ranges(backfill.backfill_id) == [("img-09", "img-09")]
+    [run] = stack.wait_for_backfill_runs(backfill.backfill_id, [("img-09", "img-09")])
+    assert run.status == dg.DagsterRunStatus.SUCCESS
     assert statuses(stack).failed == set()
 
 

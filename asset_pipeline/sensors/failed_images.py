@@ -19,7 +19,12 @@ from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.ledger.circuit import BreakerState
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
-from asset_pipeline.retry_selection import RETRY_TAG, describe_keys, images_subset, partitions_with_status
+from asset_pipeline.retry_selection import (
+    RETRY_TAG,
+    describe_keys,
+    images_subset,
+    partitions_with_status,
+)
 
 SENSOR_TAG_VALUE = "failed_images_sensor"
 

@@ -10,7 +10,12 @@ A tick with nothing to forward neither contacts the hub nor logs anything (it ti
 import dagster as dg
 
 from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
-from asset_pipeline.sensors.run_event_records import FINISHED, FORWARDED, RunEventsCursor, to_run_event
+from asset_pipeline.sensors.run_event_records import (
+    FINISHED,
+    FORWARDED,
+    RunEventsCursor,
+    to_run_event,
+)
 
 MAX_EVENTS_PER_TICK = 2000
 MAX_NEW_RUNS_PER_TICK = 100

@@ -13,7 +13,11 @@ from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.retry_selection import (
-    describe_keys, estimated_costs, partitions_with_status, range_run_requests, within_budget,
+    describe_keys,
+    estimated_costs,
+    partitions_with_status,
+    range_run_requests,
+    within_budget,
 )
 
 summaries_job = dg.define_asset_job("refresh_summaries", selection=[ASSET_MANIFEST, CONTACT_SHEET])

@@ -14,7 +14,11 @@ from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.retry_selection import (
-    ESTIMATED_COST_TAG, PARTITION_COUNT_TAG, RANGE_END_TAG, RANGE_START_TAG, contiguous_ranges,
+    ESTIMATED_COST_TAG,
+    PARTITION_COUNT_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
 )
 from asset_pipeline.sensors.failed_images import failed_images_sensor
 from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs
