@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Install the instance config into DAGSTER_HOME: PostgreSQL when DAGSTER_POSTGRES_URL is set.
+# The templates are not named dagster.yaml: Dagster only reads $DAGSTER_HOME/dagster.yaml, and
+# `dagster dev` warns about any dagster.yaml in the folder it starts from.
 instance:
 	mkdir -p "$(DAGSTER_HOME)"
 	if [ -n "$$DAGSTER_POSTGRES_URL" ]; then cp dagster.postgres.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
-	else cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; fi
+	else cp dagster.sqlite.yaml "$(DAGSTER_HOME)/dagster.yaml"; fi
 
 demo: venv instance
 	@range=$$($(BIN)/asset-pipeline catalog sample-range --count $(SAMPLE_SIZE)) && \

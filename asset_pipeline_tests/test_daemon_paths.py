@@ -45,7 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
     root = tmp_path_factory.mktemp("daemon_paths")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT / "dagster.sqlite.yaml", home / "dagster.yaml")
     catalog = write_catalog(root / "catalog.yaml", small_entries(14))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), ASSET_PIPELINE_CATALOG=str(catalog), ASSET_PIPELINE_DATA_DIR=str(root / "data"),
