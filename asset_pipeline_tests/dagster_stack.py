@@ -105,6 +105,13 @@ class DagsterStack:
         result = self.graphql(START_SCHEDULE, selector=selector)["startSchedule"]
         assert result["__typename"] == "ScheduleStateResult", result
 
+    def preview_schedule(self, name: str) -> dict[str, Any]:
+        """The UI's "Preview tick result": the schedule evaluated now, nothing launched."""
+        selector = {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION, "scheduleName": name}
+        result = self.graphql(PREVIEW_SCHEDULE, selector=selector, timestamp=time.time())["scheduleDryRun"]
+        assert result["__typename"] == "DryRunInstigationTick", result
+        return result["evaluationResult"]
+
     def ticks(self, kind: str, name: str) -> list[dict[str, Any]]:
         """The newest ticks of a sensor or schedule, as the UI's tick history shows them."""
         key = {"sensor": "sensorName", "schedule": "scheduleName"}[kind]
@@ -153,6 +160,16 @@ mutation Start($selector: ScheduleSelector!) {
   startSchedule(scheduleSelector: $selector) {
     __typename
     ... on ScheduleStateResult { scheduleState { id status } }
+    ... on PythonError { message }
+  }
+}"""
+PREVIEW_SCHEDULE = """
+mutation Preview($selector: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { skipReason error { message } runRequests { runKey tags { key value } } }
+    }
     ... on PythonError { message }
   }
 }"""

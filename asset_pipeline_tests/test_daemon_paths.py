@@ -129,6 +129,12 @@ def test_retry_failed_backfills_exactly_the_failed_partitions(stack: DagsterStac
 
 
 def test_the_schedule_started_in_the_ui_runs_the_partitions_it_chose(stack: DagsterStack) -> None:
+    preview = stack.preview_schedule("images_within_budget")
+    assert preview["error"] is None and preview["skipReason"] is None, preview
+    [request] = preview["runRequests"]
+    assert request["runKey"] == "img-12...img-13"
+    assert {"key": PARTITION_COUNT_TAG, "value": "2"} in request["tags"]
+    assert {"key": ESTIMATED_COST_TAG, "value": "0.0000"} in request["tags"]
     stack.start_schedule("images_within_budget")  # cron: every minute
 
     def launched():  # type: ignore[no-untyped-def]
@@ -150,3 +156,5 @@ def test_the_schedule_started_in_the_ui_runs_the_partitions_it_chose(stack: Dags
     assert run.tags[PARTITION_COUNT_TAG] == "2" and run.tags[ESTIMATED_COST_TAG] == "0.0000"
     assert run.tags[RETRY_TAG] == "schedule"
     assert statuses(stack).materialized == {f"img-{i:02d}" for i in range(14)}
+    idle = stack.preview_schedule("images_within_budget")
+    assert idle["runRequests"] == [] and "every image is materialized" in idle["skipReason"]
