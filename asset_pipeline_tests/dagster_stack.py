@@ -75,6 +75,10 @@ class DagsterStack:
             return runs if launched == sorted(ranges) and all(run.is_finished for run in runs) else None
         return self.wait_for(f"backfill {backfill_id}", done)
 
+    def location_loaded(self) -> bool:
+        entries = self.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
+        return any(entry["name"] == LOCATION and entry["loadStatus"] == "LOADED" for entry in entries)
+
     # What the UI sends ------------------------------------------------------------------------
 
     def launch_backfill(self, partition_names: list[str], **params: Any) -> str:
@@ -120,6 +124,7 @@ class DagsterStack:
         return data[f"{kind}OrError"][f"{kind}State"]["ticks"]
 
 
+LOCATIONS = "query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -199,6 +204,8 @@ def dagster_stack(tmp_path: Path, env: dict[str, str], *, webserver: bool = True
         stack.url = f"http://127.0.0.1:{port}"
         commands.append(("webserver", [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
                                        "-p", str(port)]))
+    with stack.instance():
+        pass  # create (and stamp) the instance's storage once, before three processes race to do it
     try:
         for name, command in commands:
             log = tmp_path / f"{name}.log"
@@ -208,6 +215,7 @@ def dagster_stack(tmp_path: Path, env: dict[str, str], *, webserver: bool = True
                                                         stderr=subprocess.STDOUT))
         if webserver:
             stack.wait_for("the webserver", lambda: _answers(f"{stack.url}/server_info"), timeout_s=120)
+            stack.wait_for("the webserver to load the code location", stack.location_loaded, timeout_s=120)
         yield stack
     finally:
         for process in stack.processes:
