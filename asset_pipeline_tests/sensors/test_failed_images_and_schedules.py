@@ -43,8 +43,7 @@ def evaluate_sensor(defs: dg.Definitions, instance, cursor: str | None = None):
 
 def test_the_sensor_requests_exactly_the_failed_partitions_once(catalog_path, data_dir, instance) -> None:
     defs = partly_failed(catalog_path, data_dir, instance, ["img-01", "img-04"])
-    sensor = defs.get_sensor_def("failed_images_sensor")
-    assert sensor.asset_selection is not None  # what lets the daemon accept a backfill request
+    assert failed_images_sensor.asset_selection is not None  # what lets the daemon accept a backfill request
     result = evaluate_sensor(defs, instance)
     [request] = result.run_requests
     assert requested_keys(request) == {"img-01", "img-04"} and request.requires_backfill_daemon()
@@ -105,9 +104,9 @@ def test_the_sensor_skips_when_nothing_failed(catalog_path, data_dir, instance) 
 
 
 def evaluate_schedule(defs: dg.Definitions, instance):
-    schedule = defs.get_schedule_def("images_within_budget")
-    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def(),
-                                   resources=defs.resources) as context:
+    repository = defs.get_repository_def()
+    schedule = repository.get_schedule_def("images_within_budget")
+    with dg.build_schedule_context(instance=instance, repository_def=repository, resources=defs.resources) as context:
         return schedule.evaluate_tick(context)
 
 
@@ -121,9 +120,9 @@ def test_the_schedule_takes_missing_and_failed_images_within_todays_budget(
     assert request.tags[RANGE_START_TAG] == "img-01" and request.tags[RANGE_END_TAG] == "img-02"
     assert request.tags[PARTITION_COUNT_TAG] == "2" and request.tags[ESTIMATED_COST_TAG] == "0.0060"
     assert request.run_key == "img-01...img-02" and request.asset_graph_subset is None
-    summaries = defs.get_schedule_def("refresh_summaries_schedule")
-    assert summaries.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert defs.get_schedule_def("images_within_budget").default_status == dg.DefaultScheduleStatus.STOPPED
+    repository = defs.get_repository_def()
+    for name in ("refresh_summaries_schedule", "images_within_budget"):
+        assert repository.get_schedule_def(name).default_status == dg.DefaultScheduleStatus.STOPPED
 
 
 def test_the_schedule_requests_one_range_run_per_contiguous_range(catalog_path, data_dir, instance) -> None:
