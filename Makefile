@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 
 # Install the instance config into DAGSTER_HOME (PostgreSQL when DAGSTER_POSTGRES_URL is set) and
 # create its storage once (`dagster instance migrate`), so concurrent first runs cannot race on it.
+# The templates are not named dagster.yaml: Dagster only reads $DAGSTER_HOME/dagster.yaml, and
+# `dagster dev` warns about any dagster.yaml in the folder it starts from.
 instance: venv
 	scripts/init_instance.sh "$(BIN)/dagster"
 

@@ -1,8 +1,10 @@
-"""Which image partitions to re-run, what they would cost, and the backfill that re-runs them.
+"""Which image partitions to re-run, what they would cost, and the work that re-runs them.
 
 Shared by `asset-pipeline retry-failed`, the `failed_images_sensor` and the images schedule. A
 backfill (not a single run) is what Dagster offers for an arbitrary set of partitions: its daemon
 launches one run per contiguous range, exactly like the UI's "backfill failed and missing".
+Schedules cannot request backfills in Dagster 1.13 (the scheduler daemon only creates runs), so
+the schedule requests those contiguous-range runs itself (`range_run_requests`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 
 RETRY_TAG = "asset_pipeline/retry"
+PARTITION_COUNT_TAG = "asset_pipeline/partition_count"
+ESTIMATED_COST_TAG = "asset_pipeline/estimated_cost_usd"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def partitions_with_status(instance: dg.DagsterInstance, catalog: Catalog, wanted: set[str]) -> list[str]:
@@ -86,3 +92,37 @@ def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: li
     )
     instance.add_backfill(backfill)
     return backfill.backfill_id
+
+
+def contiguous_ranges(keys: Iterable[str], order: list[str]) -> list[list[str]]:
+    """`keys` split into runs of neighbours in `order` (the partitions definition's order)."""
+    position = {key: index for index, key in enumerate(order)}
+    ranges: list[list[str]] = []
+    for key in sorted(set(keys), key=position.__getitem__):
+        if ranges and position[ranges[-1][-1]] == position[key] - 1:
+            ranges[-1].append(key)
+        else:
+            ranges.append([key])
+    return ranges
+
+
+def describe_keys(keys: list[str], *, limit: int = 8) -> str:
+    """`a, b, c` or `a, b, ... (+N more)`, for tick messages and logs."""
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, ... (+{len(keys) - limit} more)"
+
+
+def range_run_requests(costs: dict[str, float], order: list[str], *, reason: str) -> list[dg.RunRequest]:
+    """One partition-range run of `images` per contiguous range of `costs`' keys, each tagged with
+    its range, partition count and estimated cost (what the UI's tick and preview show)."""
+    requests = []
+    for keys in contiguous_ranges(costs, order):
+        first, last = keys[0], keys[-1]
+        estimate = round(sum(costs[key] for key in keys), 6)
+        requests.append(dg.RunRequest(
+            run_key=f"{first}...{last}",
+            asset_selection=[IMAGES],
+            tags={RANGE_START_TAG: first, RANGE_END_TAG: last, RETRY_TAG: reason,
+                  PARTITION_COUNT_TAG: str(len(keys)), ESTIMATED_COST_TAG: f"{estimate:.4f}"},
+        ))
+    return requests

@@ -20,7 +20,7 @@ def cli_env(tmp_path: Path, catalog_path: Path) -> dict[str, str]:
     """A project-like environment: its own DAGSTER_HOME (SQLite), data dir and small catalog."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT / "dagster.sqlite.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(home),

@@ -34,7 +34,7 @@ def test_a_bad_catalog_stops_definitions_loading_with_every_problem(tmp_path: Pa
         [{"id": "../etc", "category": "icon", "prompt": "p"}, {"id": "ok", "category": "icon", "prompt": "", "width": 30}],
     )
     env = {**os.environ, "ASSET_PIPELINE_CATALOG": str(bad), "DAGSTER_HOME": str(tmp_path)}
-    (tmp_path / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
+    (tmp_path / "dagster.yaml").write_text((PROJECT / "dagster.sqlite.yaml").read_text())
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "asset_pipeline.definitions"],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,

@@ -1,4 +1,4 @@
-"""`make instance` initialises a new DAGSTER_HOME once (scripts/init_instance.sh: copy dagster.yaml,
+"""`make instance` initialises a new DAGSTER_HOME once (scripts/init_instance.sh: copy dagster.sqlite.yaml,
 `dagster instance migrate`), so concurrent first runs on it cannot race on Dagster's schema set-up
 (before: three `dagster asset materialize` 0.7 s apart could leave two alembic heads)."""
 
@@ -27,7 +27,7 @@ def test_three_concurrent_first_runs_on_an_initialised_home_all_succeed(cli_env:
     init = subprocess.run([str(PROJECT / "scripts" / "init_instance.sh"), str(BIN / "dagster")], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert init.returncode == 0, init.stderr
-    assert (home / "dagster.yaml").read_text() == (PROJECT / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == (PROJECT / "dagster.sqlite.yaml").read_text()
     runs = []
     for key in ("img-00", "img-01", "img-02"):
         runs.append(subprocess.Popen(

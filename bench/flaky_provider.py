@@ -44,7 +44,7 @@ def run(root: Path, *, partitions: int, latency: float, concurrency: int, faults
         for i in range(partitions)]}))
     home = root / "home"
     home.mkdir()
-    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(Path(__file__).parents[1] / "dagster.sqlite.yaml", home / "dagster.yaml")
     create_rate = min(faults, CREATE_SHARE)
     # Combined: 1 - (1 - create) * (1 - prediction) = faults.
     prediction_rate = 1 - (1 - faults) / (1 - create_rate) if faults else 0.0

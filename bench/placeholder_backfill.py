@@ -96,7 +96,7 @@ def dagster_floor(home: Path) -> float:
 def fresh_home(root: Path, name: str) -> Path:
     home = root / name
     home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.sqlite.yaml").read_text())
     return home
 
 

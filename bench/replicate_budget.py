@@ -43,7 +43,7 @@ def range_run(
     catalog.write_text(yaml.safe_dump({"images": images}))
     home = root / "home"
     home.mkdir()
-    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(Path(__file__).parents[1] / "dagster.sqlite.yaml", home / "dagster.yaml")
     # Half the faults hit creation (429/500/503), half fail the prediction itself.
     state = FakeReplicateState(token=TOKEN, latency_s=latency, failure_rate=fault_rate / 2,
                                create_failure_rate=fault_rate / 2)

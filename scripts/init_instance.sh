@@ -12,7 +12,7 @@ mkdir -p "$DAGSTER_HOME"
 if [ -n "${DAGSTER_POSTGRES_URL:-}" ]; then
   cp "$project/dagster.postgres.yaml" "$DAGSTER_HOME/dagster.yaml"
 else
-  cp "$project/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
+  cp "$project/dagster.sqlite.yaml" "$DAGSTER_HOME/dagster.yaml"
 fi
 "$dagster" instance migrate >/dev/null
 echo "instance ready in $DAGSTER_HOME"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -44,7 +44,7 @@ class RunEventsCursor:
 
     @property
     def updated_after_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.updated_after, tz=timezone.utc)
+        return datetime.fromtimestamp(self.updated_after, tz=UTC)
 
 
 def to_run_event(record: dg.EventLogRecord, job_name: str | None) -> RunEvent | None:

@@ -4,12 +4,18 @@ Per-step progress goes from the generator straight to the hub; this sensor (the 
 at most every 5 s) forwards run and step lifecycle events, materializations and check results.
 Events are sent before the cursor moves, and the cursor moves only when the hub accepted them, so
 restarting the daemon neither repeats nor skips; the hub also drops any event id it has seen.
+A tick with nothing to forward neither contacts the hub nor logs anything (it ticks every 5 s).
 """
 
 import dagster as dg
 
 from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
-from asset_pipeline.sensors.run_event_records import FINISHED, FORWARDED, RunEventsCursor, to_run_event
+from asset_pipeline.sensors.run_event_records import (
+    FINISHED,
+    FORWARDED,
+    RunEventsCursor,
+    to_run_event,
+)
 
 MAX_EVENTS_PER_TICK = 2000
 MAX_NEW_RUNS_PER_TICK = 100
@@ -47,12 +53,13 @@ def run_events_to_hub(context: dg.SensorEvaluationContext, progress_hub: Progres
             next_cursor.runs[run_id] = position
         if record.update_timestamp is not None:
             next_cursor.updated_after = max(next_cursor.updated_after, record.update_timestamp.timestamp())
+    if not events:
+        context.update_cursor(next_cursor.serialize())
+        return None
     try:
         progress_hub.send(events)
     except HubUnavailable as exc:
         return dg.SkipReason(f"{exc}; {len(events)} event(s) will be sent on a later tick")
     context.update_cursor(next_cursor.serialize())
-    if not events:
-        return dg.SkipReason("no new run events")
     context.log.info(f"forwarded {len(events)} run event(s) from {len(runs)} run(s) to the hub")
     return None

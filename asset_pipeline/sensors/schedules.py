@@ -1,6 +1,9 @@
 """Schedules (stopped by default): missing and failed images within today's budget, and the summaries.
 
 The cron expressions come from ASSET_PIPELINE_IMAGES_CRON and ASSET_PIPELINE_SUMMARIES_CRON.
+Dagster's scheduler daemon creates runs, not backfills, so `images_within_budget` requests one
+partition-range run per contiguous range of the images it chose; each run's key, tags and the
+tick log name its partitions, their number and the estimated cost.
 """
 
 import dagster as dg
@@ -9,7 +12,13 @@ from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGES
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
-from asset_pipeline.retry_selection import RETRY_TAG, estimated_costs, images_subset, partitions_with_status, within_budget
+from asset_pipeline.retry_selection import (
+    describe_keys,
+    estimated_costs,
+    partitions_with_status,
+    range_run_requests,
+    within_budget,
+)
 
 summaries_job = dg.define_asset_job("refresh_summaries", selection=[ASSET_MANIFEST, CONTACT_SHEET])
 
@@ -20,16 +29,17 @@ def build_schedules(*, images_cron: str, summaries_cron: str) -> list[dg.Schedul
         cron_schedule=images_cron,
         target=dg.AssetSelection.assets(IMAGES),
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Backfills missing and failed images that fit today's remaining budget.",
+        description="Runs missing and failed images that fit the remaining budget: one partition-range run per "
+        "contiguous range, tagged with its partitions and estimated cost.",
     )
     def images_within_budget(
         context: dg.ScheduleEvaluationContext, image_generator: ImageGenerator, image_store: ImageStore,
         catalog_file: CatalogFile,
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         catalog = catalog_file.load()
         wanted = partitions_with_status(context.instance, catalog, {"missing", "failed"})
         if not wanted:
-            return dg.SkipReason("every image is materialized")
+            return dg.SkipReason("every image is materialized or being materialized; nothing to run")
         costs = estimated_costs(wanted, catalog=catalog, generator=image_generator, store=image_store)
         budget = (
             min(image_generator.ledger.status(image_generator.caps).remaining_today_usd, image_generator.budget_per_run_usd)
@@ -37,9 +47,17 @@ def build_schedules(*, images_cron: str, summaries_cron: str) -> list[dg.Schedul
         )
         chosen = within_budget(costs, budget)
         if not chosen:
-            return dg.SkipReason(f"{len(wanted)} image(s) wanted but none fits today's remaining budget")
-        subset = images_subset(chosen, context.repository_def.asset_graph)
-        return dg.RunRequest.for_asset_graph_subset(subset, tags={RETRY_TAG: "schedule"})
+            return dg.SkipReason(
+                f"{len(wanted)} image(s) wanted ({describe_keys(wanted)}) but none fits the remaining budget "
+                f"of ${budget:.4f}"
+            )
+        requests = range_run_requests({key: costs[key] for key in chosen}, catalog.ids, reason="schedule")
+        left = len(wanted) - len(chosen)
+        context.log.info(
+            f"{len(chosen)} image(s) in {len(requests)} run(s), estimated ${sum(costs[k] for k in chosen):.4f}: "
+            f"{describe_keys(chosen)}" + (f"; {left} more wanted but over the budget of ${budget:.4f}" if left else "")
+        )
+        return requests
 
     summaries = dg.ScheduleDefinition(
         name="refresh_summaries_schedule",
