@@ -7,7 +7,7 @@ SAMPLE_SIZE ?= 10
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test dev instance venv browser hub bench bench-scale clean
+.PHONY: demo test check dev instance venv browser hub bench bench-scale clean
 
 venv: $(VENV)/.installed
 
@@ -41,7 +41,11 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium (the dashboard test is skipped without it)"; fi; }
 
-test: venv browser
+# Architecture contracts, lint and types first (seconds), then the suite.
+check: venv
+	scripts/check_architecture.sh $(BIN)
+
+test: venv browser check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 hub: venv instance

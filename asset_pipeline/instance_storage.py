@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+
+from asset_pipeline.dagster_internals import ConfigurableClassData
 
 # A kept connection is recycled after this long, so a server-side idle timeout never bites.
 POOL_RECYCLE_S = 3600

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from asset_pipeline.dagster_internals import get_and_update_asset_status_cache_value
 
 
 @dataclass(frozen=True)

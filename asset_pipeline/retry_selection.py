@@ -13,15 +13,17 @@ import time
 from collections.abc import Iterable
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.utils import make_new_backfill_id
 
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_events_by_partition
 from asset_pipeline.catalog import Catalog
+from asset_pipeline.dagster_internals import (
+    AssetGraphSubset,
+    AssetKeyPartitionKey,
+    PartitionBackfill,
+    make_new_backfill_id,
+)
 from asset_pipeline.partition_status import partition_statuses
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore

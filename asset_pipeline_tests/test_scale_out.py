@@ -15,12 +15,12 @@ import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 
 from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.definitions import build_defs
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.retry_selection import submit_backfill
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline.definitions import build_defs
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
 from asset_pipeline_tests.helpers import image_statuses, write_catalog
 from asset_pipeline_tests.postgres import fresh_database

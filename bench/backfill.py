@@ -37,7 +37,13 @@ from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
 from asset_pipeline_tests.hub.running import running_hub
 from asset_pipeline_tests.postgres import fresh_database
 from bench.backfill_support import (
-    TOKEN, WorkerAccounting, backfill_done, backfill_runs, instance_home, start_daemon, stop,
+    TOKEN,
+    WorkerAccounting,
+    backfill_done,
+    backfill_runs,
+    instance_home,
+    start_daemon,
+    stop,
 )
 
 

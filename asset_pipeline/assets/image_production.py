@@ -22,8 +22,8 @@ from asset_pipeline.errors import (
     RequestInFlightError,
     StoreError,
 )
-from asset_pipeline.generation.fallback import fallback_image
 from asset_pipeline.generation.backend import RenderedImage
+from asset_pipeline.generation.fallback import fallback_image
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.generation.retries import RetryNotice
 from asset_pipeline.imaging.inspect import ImageFacts, inspect_image

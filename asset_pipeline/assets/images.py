@@ -10,9 +10,9 @@ the rest as failed ("re-execute failed" and "backfill failed and missing" then p
 from collections.abc import Generator, Iterator
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 
 from asset_pipeline.assets.image_checks import image_check_specs
+from asset_pipeline.assets.image_production import ImageOutcome, RunScope, not_started, produce_image
 from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES
 from asset_pipeline.assets.lineage import (
     check_target,
@@ -21,9 +21,8 @@ from asset_pipeline.assets.lineage import (
     observation_tags,
     provenance_tags,
 )
-from asset_pipeline.assets.image_production import ImageOutcome, RunScope, not_started, produce_image
-from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
+from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.ledger.recorded_caps import record_caps
 from asset_pipeline.resources.catalog_file import CatalogFile
@@ -145,7 +144,7 @@ def _until_terminated(outcomes: Iterator[ImageOutcome]) -> Iterator[ImageOutcome
     """
     try:
         yield from outcomes
-    except DagsterExecutionInterruptedError:
+    except dg.DagsterExecutionInterruptedError:
         raise dg.Failure(
             description="run terminated: in-flight predictions were cancelled and their reservations closed",
             allow_retries=False,

@@ -10,13 +10,12 @@ stale-status resolver reads them exactly as it reads its own.
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
-from dagster._core.definitions.data_version import (
+
+from asset_pipeline.dagster_internals import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
+    AssetCheckEvaluationTargetMaterializationData,
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )

@@ -15,7 +15,6 @@ from typing import TypeVar
 
 import dagster as dg
 
-
 T = TypeVar("T")
 
 

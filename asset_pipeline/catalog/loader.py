@@ -7,6 +7,7 @@ names the file, the entry (by id when it has a readable one, else by index) and 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,12 @@ def _entry_label(raw: dict[str, Any], index: int) -> str:
     return f"#{index}"
 
 
-def _field(error: dict[str, Any]) -> str | None:
+def _field(error: Mapping[str, Any]) -> str | None:
     loc = [str(part) for part in error.get("loc", ())]
     return ".".join(loc) if loc else None
 
 
-def _pydantic_reason(error: dict[str, Any]) -> str:
+def _pydantic_reason(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":

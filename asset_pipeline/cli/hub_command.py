@@ -20,9 +20,9 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     """
     import uvicorn
 
+    from asset_pipeline.cli.hub_startup import initial_state, spend_source, state_limits
     from asset_pipeline.errors import ConfigurationError
     from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
-    from asset_pipeline.hub.startup import initial_state, spend_source, state_limits
     from asset_pipeline.settings import load_settings
 
     token = os.environ.get("ASSET_PIPELINE_HUB_TOKEN") or None

@@ -120,7 +120,7 @@ class DiffusersBackend(ImageBackend):
             callback_on_step_end=_step_callback("base", request, session, clock, deadline),
         )
         image = base.images[0]
-        if split is not None:
+        if split is not None and pipelines.refiner is not None:
             image = pipelines.refiner(
                 **common, image=base.images, denoising_start=split, generator=_seeded(request.seed),
                 callback_on_step_end=_step_callback("refiner", request, session, clock, deadline),

@@ -31,7 +31,7 @@ class ModelPrice(dg.Config):
     accepts_guidance: bool = Field(default=True, description="Whether the model takes a guidance input.")
 
     @model_validator(mode="after")
-    def _one_billing_mode(self) -> "ModelPrice":
+    def _one_billing_mode(self) -> ModelPrice:
         if (self.per_image_usd is None) == (self.per_second_usd is None):
             raise ValueError("set exactly one of per_image_usd and per_second_usd")
         return self

@@ -73,7 +73,7 @@ class ReplicateBackend(ImageBackend):
         max_output_pixels: int = ABSOLUTE_MAX_PIXELS,
     ):
         check_base_url(base_url())  # a /v1 suffix would send every request to /v1/v1/...
-        extra = {"transport": transport} if transport is not None else {}
+        extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
         # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
         # each thread's last Retry-After so a 429 can wait exactly as long as Replicate asks.
         self._last_retry_after = threading.local()
@@ -259,7 +259,7 @@ class ReplicateBackend(ImageBackend):
         clock, reported = None, None
         while prediction.status not in FINAL_STATUSES:
             step = step_from_logs(getattr(prediction, "logs", None)) if session.on_progress else None
-            if step is not None and step != reported:
+            if step is not None and step != reported and session.on_progress is not None:
                 clock = clock or ProgressClock([("processing", step[1])], started_at=started)
                 reported = step
                 session.on_progress(clock.step("processing", index=step[0] - 1, total=step[1], now=time.monotonic()))

@@ -8,11 +8,10 @@ reservation transaction takes a transaction-scoped advisory lock first, with the
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, select, text

@@ -42,7 +42,11 @@ from asset_pipeline.generation.delivery import DeliveryLimits
 from asset_pipeline.generation.delivery_hosts import delivery_hosts
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
+from asset_pipeline.generation.placeholder import PlaceholderBackend
+from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
+from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.rate_limit import TokenBucket
+from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.generation.retries import (
     AttemptRecord,
     RetryNotice,
@@ -51,10 +55,6 @@ from asset_pipeline.generation.retries import (
     summarize_attempts,
     wait_before_retry,
 )
-from asset_pipeline.generation.placeholder import PlaceholderBackend
-from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
-from asset_pipeline.generation.progress import ProgressCallback
-from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.imaging.bounded import read_header
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.attempts import AttemptLog
@@ -65,7 +65,6 @@ from asset_pipeline.ledger.journal import MAX_FETCH_TRIES, PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps, is_finite_number
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import from_settings
-
 
 # How long another run's open reservation counts as "being generated right now". Once its
 # prediction is journaled (within a second of the reservation), a second run adopts that

@@ -176,8 +176,8 @@ def test_partitions_wait_for_another_requests_trial_and_follow_its_verdict(
 
 def test_fallback_images_keep_the_partition_visible_and_retryable(fake_replicate, tmp_path, data_dir, instance) -> None:
     from asset_pipeline.assets.image_checks import NOT_FALLBACK
-    from asset_pipeline.retry_selection import partitions_with_status
     from asset_pipeline.catalog import load_catalog
+    from asset_pipeline.retry_selection import partitions_with_status
 
     catalog = write_catalog(tmp_path / "c.yaml", entries(2, prompt="a key [[fail]]"))
     defs = pipeline_defs(catalog, data_dir, backend="replicate", max_attempts=2, fallback_images=True)

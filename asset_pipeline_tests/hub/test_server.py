@@ -76,7 +76,7 @@ def test_a_client_that_stops_reading_is_disconnected_without_slowing_the_others(
         with hub.subscribe() as fast:
             receive(fast), receive(fast)
             big = "x" * 1900
-            for batch in range(400):  # ~7.6 MB in bursts of 10 that a reading client keeps up with
+            for _batch in range(400):  # ~7.6 MB in bursts of 10 that a reading client keeps up with
                 hub.publish([progress("a", percentage=1, message=big) for _ in range(10)])
                 for _ in range(10):
                     receive_until(fast, "progress")

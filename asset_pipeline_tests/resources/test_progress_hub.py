@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline.hub.publisher import BufferedPublisher
 from asset_pipeline.hub.messages import ProgressEvent
+from asset_pipeline.hub.publisher import BufferedPublisher
 from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
 from asset_pipeline_tests.helpers import materialize, pipeline_defs
 from asset_pipeline_tests.hub.running import running_hub

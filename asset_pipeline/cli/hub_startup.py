@@ -55,7 +55,7 @@ def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None],
     import dagster as dg
 
     from asset_pipeline.catalog import load_catalog
-    from asset_pipeline.hub.rebuild import rebuild_from_instance
+    from asset_pipeline.cli.hub_rebuild import rebuild_from_instance
 
     catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
     try:
@@ -71,7 +71,7 @@ def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None],
 def spend_source(settings: PipelineSettings) -> Callable[[], dict[str, Any] | None]:
     """Spend against the caps the latest run recorded in the ledger; this process's environment
     only until a run has recorded any (`caps_source` says which)."""
-    from asset_pipeline.hub.rebuild import ledger_spend
+    from asset_pipeline.cli.hub_rebuild import ledger_spend
     from asset_pipeline.ledger.database import ledger_engine
     from asset_pipeline.ledger.money import BudgetCaps
     from asset_pipeline.ledger.recorded_caps import current_caps
