@@ -17,6 +17,8 @@ import dagster as dg
 import httpx
 
 from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.partition_status import PartitionStatuses
+from asset_pipeline_tests.helpers import image_statuses, pipeline_defs
 from asset_pipeline_tests.serving import free_port
 
 BIN = Path(sys.executable).parent
@@ -41,6 +43,12 @@ class DagsterStack:
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home))
+
+    def image_statuses(self) -> PartitionStatuses:
+        """The `images` partition statuses as the UI computes them, from this stack's instance."""
+        defs = pipeline_defs(Path(self.env["ASSET_PIPELINE_CATALOG"]), Path(self.env["ASSET_PIPELINE_DATA_DIR"]))
+        with self.instance() as instance:
+            return image_statuses(defs, instance)
 
     def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
         assert self.url, "the webserver was not started"

@@ -31,8 +31,6 @@ from asset_pipeline.retry_selection import (
 )
 from asset_pipeline_tests.dagster_stack import BIN, DagsterStack, dagster_stack
 from asset_pipeline_tests.helpers import (
-    image_statuses,
-    pipeline_defs,
     small_entries,
     write_catalog,
 )
@@ -54,12 +52,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
         yield running
 
 
-def statuses(stack: DagsterStack):  # type: ignore[no-untyped-def]
-    defs = pipeline_defs(Path(stack.env["ASSET_PIPELINE_CATALOG"]), Path(stack.env["ASSET_PIPELINE_DATA_DIR"]))
-    with stack.instance() as instance:
-        return image_statuses(defs, instance)
-
-
 def test_cli_partition_range_with_provider_failures(stack: DagsterStack) -> None:
     stack.fail("img-01", "img-03")
     done = subprocess.run(
@@ -68,7 +60,7 @@ def test_cli_partition_range_with_provider_failures(stack: DagsterStack) -> None
         cwd=PROJECT, env=stack.env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode != 0 and "img-01" in done.stderr + done.stdout
-    now = statuses(stack)
+    now = stack.image_statuses()
     assert now.materialized == {"img-00", "img-02"} and now.failed == {"img-01", "img-03"}
 
 
@@ -87,7 +79,7 @@ def test_the_sensor_turned_on_in_the_ui_reruns_exactly_the_failed_partitions(sta
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     [tick] = [t for t in stack.ticks("sensor", "failed_images_sensor") if t["status"] != "SKIPPED"]
     assert tick["status"] == "SUCCESS" and tick["error"] is None, tick
-    assert statuses(stack).materialized == {"img-00", "img-01", "img-02", "img-03"}
+    assert stack.image_statuses().materialized == {"img-00", "img-01", "img-02", "img-03"}
 
 
 def test_a_ui_backfill_of_a_range_is_one_run(stack: DagsterStack) -> None:
@@ -95,7 +87,7 @@ def test_a_ui_backfill_of_a_range_is_one_run(stack: DagsterStack) -> None:
     backfill_id = stack.launch_backfill(["img-04", "img-05", "img-06", "img-07"])
     [run] = stack.wait_for_backfill_runs(backfill_id, [("img-04", "img-07")])
     assert run.status == dg.DagsterRunStatus.FAILURE
-    now = statuses(stack)
+    now = stack.image_statuses()
     assert now.failed == {"img-05"} and {"img-04", "img-06", "img-07"} <= now.materialized
 
 
@@ -107,7 +99,7 @@ def test_backfill_failed_and_missing_from_the_ui(stack: DagsterStack) -> None:
     picked = picked[:-2]  # the user leaves the last two for the schedule
     backfill_id = stack.launch_backfill(picked)
     stack.wait_for_backfill_runs(backfill_id, [("img-05", "img-05"), ("img-08", "img-11")])  # non-contiguous: 2 runs
-    now = statuses(stack)
+    now = stack.image_statuses()
     assert now.failed == {"img-09"} and {"img-05", "img-08", "img-10", "img-11"} <= now.materialized
 
 
@@ -125,7 +117,7 @@ def test_retry_failed_backfills_exactly_the_failed_partitions(stack: DagsterStac
         [backfill] = instance.get_backfills(filters=BulkActionsFilter(tags={RETRY_TAG: "retry-failed"}))
     [run] = stack.wait_for_backfill_runs(backfill.backfill_id, [("img-09", "img-09")])
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert statuses(stack).failed == set()
+    assert stack.image_statuses().failed == set()
 
 
 def test_the_schedule_started_in_the_ui_runs_the_partitions_it_chose(stack: DagsterStack) -> None:
@@ -155,6 +147,6 @@ def test_the_schedule_started_in_the_ui_runs_the_partitions_it_chose(stack: Dags
     assert run.tags["dagster/asset_partition_range_end"] == "img-13"
     assert run.tags[PARTITION_COUNT_TAG] == "2" and run.tags[ESTIMATED_COST_TAG] == "0.0000"
     assert run.tags[RETRY_TAG] == "schedule"
-    assert statuses(stack).materialized == {f"img-{i:02d}" for i in range(14)}
+    assert stack.image_statuses().materialized == {f"img-{i:02d}" for i in range(14)}
     idle = stack.preview_schedule("images_within_budget")
     assert idle["runRequests"] == [] and "every image is materialized" in idle["skipReason"]

@@ -14,8 +14,6 @@ import pytest
 
 from asset_pipeline_tests.dagster_stack import DagsterStack, dagster_stack
 from asset_pipeline_tests.helpers import (
-    image_statuses,
-    pipeline_defs,
     small_entries,
     write_catalog,
 )
@@ -41,12 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
             yield running
 
 
-def statuses(stack: DagsterStack):  # type: ignore[no-untyped-def]
-    defs = pipeline_defs(Path(stack.env["ASSET_PIPELINE_CATALOG"]), Path(stack.env["ASSET_PIPELINE_DATA_DIR"]))
-    with stack.instance() as instance:
-        return image_statuses(defs, instance)
-
-
 def test_a_ui_backfill_of_every_partition_is_one_run(stack: DagsterStack) -> None:
     with stack.instance() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
@@ -54,7 +46,7 @@ def test_a_ui_backfill_of_every_partition_is_one_run(stack: DagsterStack) -> Non
     backfill_id = stack.launch_backfill(EVERY)
     [run] = stack.wait_for_backfill_runs(backfill_id, [("img-00", "img-05")])
     assert run.status == dg.DagsterRunStatus.FAILURE
-    now = statuses(stack)
+    now = stack.image_statuses()
     assert now.failed == {"img-02"} and now.materialized == set(EVERY) - {"img-02"}
 
 
@@ -66,4 +58,4 @@ def test_backfill_failed_and_missing_on_postgresql(stack: DagsterStack) -> None:
     backfill_id = stack.launch_backfill(picked)
     [run] = stack.wait_for_backfill_runs(backfill_id, [("img-02", "img-02")])
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert statuses(stack).materialized == set(EVERY)
+    assert stack.image_statuses().materialized == set(EVERY)
