@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select
 
 from asset_pipeline.ledger.database import aware, exclusive, history_rows
 from asset_pipeline.ledger.money import (
+    MAX_BUDGET_USD,
     BudgetCaps,
     CapViolation,
     Committed,
@@ -103,7 +104,8 @@ class BudgetLedger:
         """
         if not is_finite_number(amount_usd) or amount_usd < 0:
             raise NonFiniteAmount(f"refusing to reserve {amount_usd!r} for {partition_key}: not a finite amount >= 0")
-        amount = to_micros(amount_usd)
+        # Above every possible cap it can never fit; bounded first so the micro-dollars stay an int.
+        amount = to_micros(min(amount_usd, 2 * MAX_BUDGET_USD))
         with exclusive(self.engine) as connection:
             if in_flight_for_s is not None:
                 holder = self._in_flight(connection, request_hash, run_id, in_flight_for_s, dead_runs)
