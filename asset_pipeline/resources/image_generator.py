@@ -223,10 +223,12 @@ class ImageGenerator(dg.ConfigurableResource):
     @property
     def metered(self) -> MeteredGenerator:
         """The metered-call core over the active backend; one per resource instance (one per run)."""
-        backend, ledger = self.active_backend, self.ledger  # each takes the lock itself
+        if self._metered is not None:
+            return self._metered
+        backend, ledger, circuit = self.active_backend, self.ledger, self.circuit  # each takes the lock itself
         with self._lock:
             if self._metered is None:
-                self._metered = MeteredGenerator(backend=backend, ledger=ledger, circuit=self.circuit,
+                self._metered = MeteredGenerator(backend=backend, ledger=ledger, circuit=circuit,
                                                  bucket=self._token_bucket(), policy=self.policy)
             return self._metered
 
