@@ -60,9 +60,12 @@ def summarize_attempts(history: list[AttemptRecord]) -> str:
 
 
 class BackoffSettings(Protocol):
-    backoff_base_s: float
-    backoff_cap_s: float
-    max_wait_s: float
+    @property
+    def backoff_base_s(self) -> float: ...
+    @property
+    def backoff_cap_s(self) -> float: ...
+    @property
+    def max_wait_s(self) -> float: ...
 
 
 def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Classified:
