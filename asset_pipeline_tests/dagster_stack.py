@@ -22,6 +22,7 @@ from asset_pipeline_tests.helpers import image_statuses, pipeline_defs
 from asset_pipeline_tests.serving import free_port
 
 BIN = Path(sys.executable).parent
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FAILING_FILE_VARIABLE = "ASSET_PIPELINE_TEST_FAILING_FILE"  # read by asset_pipeline_tests/daemon_location.py
 LOCATION = "asset_pipeline"
 REPOSITORY = "__repository__"
@@ -201,8 +202,9 @@ def dagster_stack(tmp_path: Path, env: dict[str, str], *, webserver: bool = True
     failing_file = tmp_path / "failing.txt"
     failing_file.write_text("")
     workspace = tmp_path / "workspace.yaml"
+    # The test package is not installed: the code location imports it from the project root.
     workspace.write_text(f"load_from:\n  - python_module:\n      module_name: asset_pipeline_tests.daemon_location\n"
-                         f"      location_name: {LOCATION}\n")
+                         f"      location_name: {LOCATION}\n      working_directory: {PROJECT_ROOT}\n")
     env = {**env, FAILING_FILE_VARIABLE: str(failing_file), "ASSET_PIPELINE_MAX_ATTEMPTS": "1",
            "ASSET_PIPELINE_HUB_ENABLED": "false"}
     stack = DagsterStack(env=env, home=Path(env["DAGSTER_HOME"]), failing_file=failing_file)
