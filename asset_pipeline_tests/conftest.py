@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from asset_pipeline_tests.helpers import small_entries, write_catalog
+from asset_pipeline_testing.helpers import small_entries, write_catalog
 
 
 @pytest.fixture

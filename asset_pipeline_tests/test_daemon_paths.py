@@ -29,8 +29,8 @@ from asset_pipeline.retry_selection import (
     PARTITION_COUNT_TAG,
     RETRY_TAG,
 )
-from asset_pipeline_tests.dagster_stack import BIN, DagsterStack, dagster_stack
-from asset_pipeline_tests.helpers import (
+from asset_pipeline_testing.dagster_stack import BIN, DagsterStack, dagster_stack
+from asset_pipeline_testing.helpers import (
     small_entries,
     write_catalog,
 )
@@ -55,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
 def test_cli_partition_range_with_provider_failures(stack: DagsterStack) -> None:
     stack.fail("img-01", "img-03")
     done = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "asset_pipeline_tests.daemon_location", "--select",
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "asset_pipeline_testing.daemon_location", "--select",
          "images", "--partition-range", "img-00...img-03"],
         cwd=PROJECT, env=stack.env, capture_output=True, text=True, timeout=300, check=False,
     )

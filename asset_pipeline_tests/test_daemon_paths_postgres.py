@@ -12,12 +12,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from asset_pipeline_tests.dagster_stack import DagsterStack, dagster_stack
-from asset_pipeline_tests.helpers import (
+from asset_pipeline_testing.dagster_stack import DagsterStack, dagster_stack
+from asset_pipeline_testing.helpers import (
     small_entries,
     write_catalog,
 )
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.postgres import fresh_database
 
 PROJECT = Path(__file__).parents[1]
 EVERY = [f"img-{i:02d}" for i in range(6)]

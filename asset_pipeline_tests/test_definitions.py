@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGE_CATALOG, IMAGE_VARIANTS, IMAGES
 from asset_pipeline.catalog import load_catalog
-from asset_pipeline_tests.helpers import write_catalog
+from asset_pipeline_testing.helpers import write_catalog
 
 PROJECT = Path(__file__).parents[1]
 

@@ -13,7 +13,7 @@ import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from asset_pipeline.instance_storage import PooledPostgresEventLogStorage
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.postgres import fresh_database
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 

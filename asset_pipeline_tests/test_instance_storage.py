@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from asset_pipeline.instance_storage import PooledPostgresEventLogStorage
-from asset_pipeline_tests.helpers import image_statuses, materialize, pipeline_defs
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.helpers import image_statuses, materialize, pipeline_defs
+from asset_pipeline_testing.postgres import fresh_database
 
 PROJECT = Path(__file__).parents[1]
 

@@ -20,12 +20,12 @@ import pytest
 
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import REAL, FakeReplicateState
+from asset_pipeline_testing.helpers import write_catalog
+from asset_pipeline_testing.money_invariants import money_violations
+from asset_pipeline_testing.postgres import fresh_database
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import REAL, FakeReplicateState
-from asset_pipeline_tests.helpers import write_catalog
-from asset_pipeline_tests.money_invariants import money_violations
-from asset_pipeline_tests.postgres import fresh_database
 
 PROJECT = Path(__file__).parents[1]
 SDXL = "stability-ai/sdxl"

@@ -10,8 +10,8 @@ import pytest
 
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_materializations
-from asset_pipeline_tests.helpers import FailingGenerator, image_statuses, materialize, pipeline_defs
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.helpers import FailingGenerator, image_statuses, materialize, pipeline_defs
+from asset_pipeline_testing.postgres import fresh_database
 
 PROJECT = Path(__file__).parents[1]
 

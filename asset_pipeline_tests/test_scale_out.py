@@ -21,9 +21,9 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.retry_selection import submit_backfill
 from asset_pipeline.settings import PipelineSettings
+from asset_pipeline_testing.helpers import image_statuses, write_catalog
+from asset_pipeline_testing.postgres import fresh_database
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.helpers import image_statuses, write_catalog
-from asset_pipeline_tests.postgres import fresh_database
 
 PROJECT = Path(__file__).parents[1]
 CAP = 0.0305  # ten images at $0.003

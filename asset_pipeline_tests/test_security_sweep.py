@@ -19,9 +19,9 @@ from asset_pipeline.ledger.database import history_rows, ledger_engine
 from asset_pipeline.ledger.schema import budget_entries, prediction_journal
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.settings import load_settings
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.hub_process import progress, receive, running_hub
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
-from asset_pipeline_tests.hub.running import progress, receive, running_hub
 
 HUB_TOKEN = "hub-TOKEN-must-never-leak-42"
 HOSTILE_IDS = ["../../etc/passwd", "a/b", "a\\b", "nul\x00byte", "x" * 5000, "ｅｖｉｌ", "rtl\u202egnp.exe", "", " ", "CON"]
@@ -173,8 +173,8 @@ def test_no_secret_is_stored_anywhere_in_dagster_home(run_cli, cli_env, fake_rep
     logs, schedules, compute logs, storage) holds any of them, and no output printed them."""
     from sqlalchemy.engine import make_url
 
-    from asset_pipeline_tests.postgres import fresh_database
-    from asset_pipeline_tests.serving import free_port
+    from asset_pipeline_testing.postgres import fresh_database
+    from asset_pipeline_testing.serving import free_port
 
     with fresh_database() as plain_url:  # the test server trusts loopback, so any password connects
         ledger_url = make_url(plain_url).set(password=DB_PASSWORD).render_as_string(hide_password=False)

@@ -14,13 +14,10 @@ of the run workers, spend against the fake server's bill, and hub events.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import dagster as dg
 
@@ -32,11 +29,7 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.retry_selection import submit_backfill
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
-from asset_pipeline_tests.hub.running import running_hub
-from asset_pipeline_tests.postgres import fresh_database
-from bench.backfill_support import (
+from asset_pipeline_testing.backfill_support import (
     TOKEN,
     WorkerAccounting,
     backfill_done,
@@ -45,6 +38,10 @@ from bench.backfill_support import (
     start_daemon,
     stop,
 )
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.hub_process import running_hub
+from asset_pipeline_testing.postgres import fresh_database
 
 
 def main() -> None:

@@ -34,8 +34,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
 import dagster as dg
 import yaml
 from PIL import Image
@@ -44,10 +42,10 @@ from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState, _fingerprint
-from asset_pipeline_tests.postgres import fresh_database
-from bench.backfill_support import PROJECT, TOKEN, backfill_done, instance_home, start_daemon, stop
+from asset_pipeline_testing.backfill_support import PROJECT, TOKEN, backfill_done, instance_home, start_daemon, stop
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState, fingerprint
+from asset_pipeline_testing.postgres import fresh_database
 
 PRICE = 0.003  # flux-schnell on the fake server
 
@@ -148,12 +146,12 @@ class Chaos:
             problems.append(f"after resume: charged {status.spent_total_usd:.4f} != bill {bill:.4f}")
         # A failed prediction may be followed by another (that is a retry, and free); what must never
         # happen is two predictions for one request that could both deliver, i.e. paying twice.
-        live = Counter(_fingerprint(p.model, p.input) for p in self.fake.predictions.values()
+        live = Counter(fingerprint(p.model, p.input) for p in self.fake.predictions.values()
                        if p.status not in ("failed", "canceled"))
         creations = max(live.values(), default=0)
         if creations > 1:
             prompts = sorted({p.input.get("prompt", "") for p in self.fake.predictions.values()
-                              if live[_fingerprint(p.model, p.input)] > 1})
+                              if live[fingerprint(p.model, p.input)] > 1})
             problems.append(f"{creations} live predictions for one request hash ({', '.join(prompts)[:200]})")
         if status.spent_today_usd + status.reserved_usd > self.cap + 1e-9:
             problems.append("the daily cap was passed")

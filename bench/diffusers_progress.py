@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the tiny pipeline builder lives in the test package
-
 import httpx
 
 from asset_pipeline.assets.progress_reports import PartitionProgress
@@ -32,8 +30,8 @@ from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.progress import ProgressClock
 from asset_pipeline.generation.request import GenerationRequest
 from asset_pipeline.resources.progress_hub import ProgressHub
-from asset_pipeline_tests.diffusers_fixtures.tiny_sdxl import save_tiny_sdxl
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.serving import free_port
+from asset_pipeline_testing.tiny_sdxl import save_tiny_sdxl
 
 
 def start_hub(port: int) -> subprocess.Popen:

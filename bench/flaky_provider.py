@@ -12,14 +12,11 @@ predictions created per stored image, and the ledger's spend against the fake's 
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the fake server lives in the test package
 
 import dagster as dg
 import yaml
@@ -29,8 +26,8 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
 
 TOKEN = "r8_bench_token"
 CREATE_SHARE = 0.15  # of the 30%: refused creations (429/500/503); the rest fail the prediction

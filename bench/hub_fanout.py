@@ -23,11 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
 import httpx
 
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.serving import free_port
 
 MARK = '"message":"t='
 

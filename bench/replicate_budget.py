@@ -11,12 +11,9 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the fake server lives in the test package
 
 import dagster as dg
 import yaml
@@ -25,10 +22,10 @@ from asset_pipeline.definitions import build_defs
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
-from asset_pipeline_tests.ledger.race import reserve_until_exhausted
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.ledger_race import reserve_until_exhausted
+from asset_pipeline_testing.postgres import fresh_database
 
 TOKEN = "r8_bench_token"
 

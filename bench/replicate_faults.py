@@ -5,11 +5,8 @@ faults at concurrency 16, against the same run without faults: wall time and spe
 """
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from replicate_budget import range_run  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from asset_pipeline.assets.keys import IMAGE_VARIANTS
-from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import FailingGenerator, materialize, pipeline_defs, write_catalog
 
 
 def test_variants_manifest_and_contact_sheet(catalog_path: Path, data_dir: Path, instance) -> None:

@@ -9,7 +9,7 @@ import dagster as dg
 
 from asset_pipeline.assets.image_checks import NOT_BLANK, NOT_FALLBACK, VALID_PNG
 from asset_pipeline.assets.keys import IMAGES
-from asset_pipeline_tests.helpers import (
+from asset_pipeline_testing.helpers import (
     FailingGenerator,
     image_statuses,
     materializations,
@@ -105,7 +105,7 @@ def test_partition_keys_are_the_catalog_ids(catalog_path: Path, data_dir: Path) 
 
 
 def test_entries_asking_for_the_same_picture_are_generated_once(tmp_path: Path, data_dir: Path, instance) -> None:
-    from asset_pipeline_tests.helpers import CountingBackend, CountingGenerator, write_catalog
+    from asset_pipeline_testing.helpers import CountingBackend, CountingGenerator, write_catalog
 
     twin = {"category": "icon", "prompt": "the same key", "width": 64, "height": 64, "seed": 5}
     entries = [{"id": f"twin-{n}", **twin} for n in range(4)]

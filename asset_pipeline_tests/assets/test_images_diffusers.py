@@ -14,8 +14,8 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import history_rows, ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.ledger.schema import budget_entries
+from asset_pipeline_testing.helpers import materializations, materialize, pipeline_defs, write_catalog
 from asset_pipeline_tests.generation.test_replicate_crash_resume import run_log, start_cli_run
-from asset_pipeline_tests.helpers import materializations, materialize, pipeline_defs, write_catalog
 
 ENTRIES = [
     {"id": f"img-{i:02d}", "category": "icon", "prompt": f"a brass key number {i}", "width": 64 + 32 * i,

@@ -8,7 +8,7 @@ from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES
-from asset_pipeline_tests.helpers import materialize, pipeline_defs
+from asset_pipeline_testing.helpers import materialize, pipeline_defs
 
 
 def stale_images(defs, instance) -> dict[str, StaleStatus]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asset_pipeline.ledger.charges import charged_by_request
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
 
 
 def test_the_manifest_reports_what_each_image_cost_when_paid(fake_replicate, tmp_path: Path, data_dir: Path,

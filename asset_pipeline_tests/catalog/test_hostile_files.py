@@ -14,7 +14,7 @@ from asset_pipeline.catalog import load_catalog
 from asset_pipeline.catalog.loader import MAX_ENTRIES
 from asset_pipeline.catalog.yaml_source import MAX_CATALOG_BYTES
 from asset_pipeline.errors import CatalogError
-from asset_pipeline_tests.helpers import write_catalog
+from asset_pipeline_testing.helpers import write_catalog
 
 INVISIBLE = ["\x85", "\x9b", "\x1b", "\u200b", "\u200d", "\u200e", "\u202a", "\u202e", "\u2066", "\u2069", "\ufeff"]
 

@@ -9,7 +9,7 @@ import pytest
 from asset_pipeline.catalog import load_catalog
 from asset_pipeline.catalog.spec import derived_seed
 from asset_pipeline.errors import CatalogError
-from asset_pipeline_tests.helpers import small_entries, write_catalog
+from asset_pipeline_testing.helpers import small_entries, write_catalog
 
 
 def problems_of(path: Path) -> list[str]:

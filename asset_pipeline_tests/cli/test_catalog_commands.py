@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from asset_pipeline_tests.helpers import write_catalog
+from asset_pipeline_testing.helpers import write_catalog
 
 
 def test_validate_a_good_catalog(run_cli, catalog_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_sample_range_and_report_json(run_cli) -> None:
 def test_report_lists_failed_partitions_from_the_instance(run_cli, cli_env, catalog_path: Path) -> None:
     import dagster as dg
 
-    from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs
+    from asset_pipeline_testing.helpers import FailingGenerator, materialize, pipeline_defs
 
     defs = pipeline_defs(catalog_path, Path(cli_env["ASSET_PIPELINE_DATA_DIR"]))
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline_tests.helpers import write_catalog
+from asset_pipeline_testing.helpers import write_catalog
 
 PASSWORD = "pw-SHOULD-NOT-SHOW-314"
 MATERIALIZE = ("dagster", "asset", "materialize", "-m", "asset_pipeline.definitions", "--select", "images",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from asset_pipeline_testing.serving import free_port
 from asset_pipeline_tests.cli_fixtures import BIN, PROJECT
-from asset_pipeline_tests.serving import free_port
 
 
 def test_a_public_address_without_a_token_is_refused(run_cli) -> None:

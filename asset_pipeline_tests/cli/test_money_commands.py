@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs
+from asset_pipeline_testing.helpers import FailingGenerator, materialize, pipeline_defs
 
 
 def test_retry_failed_submits_nothing_while_the_circuit_is_open(run_cli, cli_env, catalog_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline_tests.diffusers_fixtures.tiny_sdxl import save_tiny_sdxl
+from asset_pipeline_testing.tiny_sdxl import save_tiny_sdxl
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
 
 TOKEN = "r8_SECRETtokenNEVERtoBEshown0123456789"
 

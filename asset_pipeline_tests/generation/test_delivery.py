@@ -16,8 +16,8 @@ import pytest
 from asset_pipeline.errors import ConfigurationError, OutputNotFetched, OutputRefused
 from asset_pipeline.generation.delivery import Delivery, DeliveryLimits
 from asset_pipeline.generation.delivery_hosts import delivery_hosts, host_allowed
-from asset_pipeline_tests.fake_replicate.running import running_fake_replicate
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
 
 
 @pytest.fixture(scope="module")

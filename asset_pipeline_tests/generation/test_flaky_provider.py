@@ -27,10 +27,10 @@ from websockets.sync.client import connect
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.helpers import image_statuses, pipeline_defs, write_catalog
+from asset_pipeline_testing.serving import free_port
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState
-from asset_pipeline_tests.helpers import image_statuses, pipeline_defs, write_catalog
-from asset_pipeline_tests.serving import free_port
 
 PROJECT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent

@@ -21,7 +21,7 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps, NonFiniteAmount
-from asset_pipeline_tests.money_invariants import money_violations
+from asset_pipeline_testing.money_invariants import money_violations
 
 PRICE = 0.01
 

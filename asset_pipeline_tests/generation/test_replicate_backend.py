@@ -11,8 +11,8 @@ from PIL import Image
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline_testing.helpers import image_statuses, materializations, materialize, pipeline_defs, write_catalog
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.helpers import image_statuses, materializations, materialize, pipeline_defs, write_catalog
 
 
 def replicate_defs(catalog: Path, data_dir: Path, **settings):
@@ -176,7 +176,7 @@ def test_spend_report_shows_spend_by_day_and_model(fake_replicate, tmp_path: Pat
 
 
 def test_data_uri_outputs_and_a_postgres_ledger(fake_replicate, tmp_path: Path, data_dir: Path, instance) -> None:
-    from asset_pipeline_tests.postgres import fresh_database
+    from asset_pipeline_testing.postgres import fresh_database
 
     fake_replicate.output_mode = "data"
     catalog = write_catalog(tmp_path / "c.yaml", entries(2))

@@ -13,9 +13,9 @@ import pytest
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.generation.replicate_config import check_base_url, shown_url
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.serving import free_port
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
-from asset_pipeline_tests.serving import free_port
 
 PROJECT = Path(__file__).parents[2]
 

@@ -17,7 +17,7 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_tests.helpers import materializations, materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import materializations, materialize, pipeline_defs, write_catalog
 
 PROJECT = Path(__file__).parents[2]
 

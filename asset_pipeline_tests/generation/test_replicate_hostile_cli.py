@@ -17,9 +17,9 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_tests.fake_replicate.server import pixel_bomb
+from asset_pipeline_testing.fake_replicate.server import pixel_bomb
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
 from asset_pipeline_tests.generation.test_replicate_crash_resume import run_log, start_cli_run
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
 
 CAPS = BudgetCaps(20, 10, 20)
 MODES = {  # partition -> (prompt marker, what its failure must say)

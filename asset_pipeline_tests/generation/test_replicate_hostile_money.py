@@ -21,9 +21,9 @@ from asset_pipeline.ledger.circuit import BreakerState
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.ledger.schema import prediction_journal
 from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline_testing.fake_replicate.server import REAL
+from asset_pipeline_testing.money_invariants import money_violations
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
-from asset_pipeline_tests.fake_replicate.server import REAL
-from asset_pipeline_tests.money_invariants import money_violations
 
 CAPS = BudgetCaps(20, 10, 20)
 SDXL = "stability-ai/sdxl"

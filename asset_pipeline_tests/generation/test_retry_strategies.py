@@ -14,7 +14,7 @@ from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.circuit import BreakerConfig, BreakerState, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_tests.helpers import image_statuses, materializations, materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import image_statuses, materializations, materialize, pipeline_defs, write_catalog
 
 
 def entries(count: int, **extra) -> list[dict]:

@@ -19,9 +19,9 @@ import pytest
 from asset_pipeline.hub.messages import PUBLISHED
 from asset_pipeline.hub.server import HubConfig
 from asset_pipeline.hub.state import HubState
-from asset_pipeline_tests.helpers import materialize, pipeline_defs, write_catalog
-from asset_pipeline_tests.hub.running import progress, running_hub
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
+from asset_pipeline_testing.hub_process import progress, running_hub
+from asset_pipeline_testing.serving import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ASSET_PIPELINE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))

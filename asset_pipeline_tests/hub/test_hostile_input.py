@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from asset_pipeline.hub.server import HubConfig
-from asset_pipeline_tests.hub.running import (
+from asset_pipeline_testing.hub_process import (
     progress,
     receive,
     receive_until,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from asset_pipeline_tests.hub.running import HubProcess, hub_process, receive
+from asset_pipeline_testing.hub_process import HubProcess, hub_process, receive
 
 MAX_PARTITIONS, MAX_RUNS, SNAPSHOT_PARTITIONS = 5000, 100, 300
 MIB = 1 << 20

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
-from asset_pipeline_tests.hub.running import (
+from asset_pipeline_testing.hub_process import (
     hub_process,
     progress,
     receive,
     receive_until,
 )
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.serving import free_port
 
 
 def test_a_client_resuming_after_a_restart_gets_a_gap_snapshot_then_resumes_normally() -> None:

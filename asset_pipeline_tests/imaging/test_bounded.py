@@ -14,7 +14,7 @@ from PIL import Image
 from asset_pipeline.imaging.bounded import ImageRefused, decode_bounded, read_header
 from asset_pipeline.imaging.fit import fit_to_png
 from asset_pipeline.imaging.inspect import inspect_image
-from asset_pipeline_tests.fake_replicate.server import pixel_bomb
+from asset_pipeline_testing.fake_replicate.server import pixel_bomb
 
 BOMB_SIDE = 13000
 DECODED_BYTES = BOMB_SIDE * BOMB_SIDE * 4  # Pillow keeps RGB as four bytes a pixel: 676 MB
@@ -23,7 +23,7 @@ DECODED_BYTES = BOMB_SIDE * BOMB_SIDE * 4  # Pillow keeps RGB as four bytes a pi
 CHILD = """
 import json, resource, sys
 from asset_pipeline.imaging.fit import fit_to_png
-from asset_pipeline_tests.fake_replicate.server import pixel_bomb
+from asset_pipeline_testing.fake_replicate.server import pixel_bomb
 data = pixel_bomb()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

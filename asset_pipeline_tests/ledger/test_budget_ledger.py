@@ -15,8 +15,8 @@ import pytest
 from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_tests.ledger.race import reserve_until_exhausted
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.ledger_race import reserve_until_exhausted
+from asset_pipeline_testing.postgres import fresh_database
 
 CAPS = BudgetCaps(total_usd=1.0, daily_usd=0.5, per_run_usd=0.3)
 

@@ -35,8 +35,8 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps, NonFiniteAmount, is_finite_number
 from asset_pipeline.ledger.schema import metadata
-from asset_pipeline_tests.money_invariants import money_violations
-from asset_pipeline_tests.postgres import fresh_database
+from asset_pipeline_testing.money_invariants import money_violations
+from asset_pipeline_testing.postgres import fresh_database
 
 SDXL = DEFAULT_PRICES["stability-ai/sdxl"]
 HASHES = ("a" * 64, "b" * 64)

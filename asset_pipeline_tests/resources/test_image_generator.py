@@ -7,7 +7,7 @@ import pytest
 from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.errors import ConfigurationError, InvalidImageError
 from asset_pipeline.resources.image_generator import ImageGenerator
-from asset_pipeline_tests.helpers import BrokenBytesGenerator
+from asset_pipeline_testing.helpers import BrokenBytesGenerator
 
 SPEC = ImageSpec.model_validate({"id": "icon-1", "category": "icon", "prompt": "a key", "width": 128, "height": 64})
 

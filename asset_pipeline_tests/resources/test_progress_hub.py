@@ -13,9 +13,9 @@ import pytest
 from asset_pipeline.hub.messages import ProgressEvent
 from asset_pipeline.hub.publisher import BufferedPublisher
 from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
-from asset_pipeline_tests.helpers import materialize, pipeline_defs
-from asset_pipeline_tests.hub.running import running_hub
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.helpers import materialize, pipeline_defs
+from asset_pipeline_testing.hub_process import running_hub
+from asset_pipeline_testing.serving import free_port
 
 
 def test_a_runs_progress_reaches_the_hub_pending_generating_then_completed(

@@ -107,7 +107,7 @@ def _init_failure(result: dg.ExecuteInProcessResult) -> str:
 def test_fixed_fields_of_every_resource_are_refused_in_process(
     catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str
 ) -> None:
-    from asset_pipeline_tests.helpers import pipeline_defs
+    from asset_pipeline_testing.helpers import pipeline_defs
 
     monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "hub-secret-token")
     monkeypatch.setenv("ASSET_PIPELINE_GPU_HOUR_USD", "2.5")
@@ -124,7 +124,7 @@ def test_a_partial_hub_override_keeps_the_token_bound_with_env_var(
 ) -> None:
     """Dagster copies an unresolved dg.EnvVar into a partially overridden resource; setup re-reads it."""
     from asset_pipeline.resources.progress_hub import ProgressHub
-    from asset_pipeline_tests.helpers import pipeline_defs
+    from asset_pipeline_testing.helpers import pipeline_defs
 
     monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "hub-secret-token")
     seen: list[tuple[str | None, float]] = []
@@ -149,7 +149,7 @@ def test_a_partial_override_keeps_the_operators_nested_diffusers_settings(
 ) -> None:
     """The operator's (here explicit) GPU price and device survive; Dagster alone would reset them."""
     from asset_pipeline.resources.image_generator import ImageGenerator
-    from asset_pipeline_tests.helpers import pipeline_defs
+    from asset_pipeline_testing.helpers import pipeline_defs
 
     seen = []
     setup = ImageGenerator.setup_for_execution

@@ -21,7 +21,7 @@ from asset_pipeline.retry_selection import (
     contiguous_ranges,
 )
 from asset_pipeline.sensors.failed_images import failed_images_sensor
-from asset_pipeline_tests.helpers import FailingGenerator, materialize, pipeline_defs
+from asset_pipeline_testing.helpers import FailingGenerator, materialize, pipeline_defs
 
 
 def requested_keys(request: dg.RunRequest) -> set[str]:

@@ -12,10 +12,10 @@ import pytest
 from asset_pipeline.resources.progress_hub import ProgressHub
 from asset_pipeline.sensors.run_event_records import RunEventsCursor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
-from asset_pipeline_tests.helpers import materialize, pipeline_defs
-from asset_pipeline_tests.hub.running import running_hub
-from asset_pipeline_tests.postgres import fresh_database
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.helpers import materialize, pipeline_defs
+from asset_pipeline_testing.hub_process import running_hub
+from asset_pipeline_testing.postgres import fresh_database
+from asset_pipeline_testing.serving import free_port
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None, hub_url: str) -> tuple[object, str | None]:

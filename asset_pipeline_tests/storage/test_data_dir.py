@@ -83,7 +83,7 @@ def test_dagster_refuses_a_data_dir_that_is_a_file_without_a_traceback(run_cli, 
 
 def test_an_unwritable_data_dir_fails_the_run_once_at_setup_without_retries(tmp_path: Path, catalog_path: Path) -> None:
     """Setup refuses it with a non-retryable failure: the images step (RetryPolicy: 2) never starts."""
-    from asset_pipeline_tests.helpers import materialize, pipeline_defs
+    from asset_pipeline_testing.helpers import materialize, pipeline_defs
 
     folder = tmp_path / "frozen"
     folder.mkdir()

@@ -162,7 +162,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
                 return problem(429, "Too many requests", "throttled", {"Retry-After": "1"})
             prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
             state.predictions[prediction.id] = prediction
-            state.creations[_fingerprint(model, inputs)] += 1
+            state.creations[fingerprint(model, inputs)] += 1
             if state.create_resets > 0:  # hostile money mode: made, but the answer never arrives
                 state.create_resets -= 1
                 return _DroppedAnswer()
@@ -291,7 +291,7 @@ def build_app(state: FakeReplicateState) -> Starlette:
     ])
 
 
-def _fingerprint(model: str, inputs: dict[str, Any]) -> str:
+def fingerprint(model: str, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([model, inputs], sort_keys=True).encode()).hexdigest()
 
 

@@ -1,5 +1,5 @@
 """The real Dagster services for path tests: `dagster-daemon` and `dagster-webserver` on a loopback
-port, over one instance and the test code location (asset_pipeline_tests/daemon_location.py), with a
+port, over one instance and the test code location (asset_pipeline_testing/daemon_location.py), with a
 GraphQL client that sends what the UI sends."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import httpx
 
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.partition_status import PartitionStatuses
-from asset_pipeline_tests.helpers import image_statuses, pipeline_defs
-from asset_pipeline_tests.serving import free_port
+from asset_pipeline_testing.helpers import image_statuses, pipeline_defs
+from asset_pipeline_testing.serving import free_port
 
 BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FAILING_FILE_VARIABLE = "ASSET_PIPELINE_TEST_FAILING_FILE"  # read by asset_pipeline_tests/daemon_location.py
+FAILING_FILE_VARIABLE = "ASSET_PIPELINE_TEST_FAILING_FILE"  # read by asset_pipeline_testing/daemon_location.py
 LOCATION = "asset_pipeline"
 REPOSITORY = "__repository__"
 T = TypeVar("T")
@@ -203,7 +203,7 @@ def dagster_stack(tmp_path: Path, env: dict[str, str], *, webserver: bool = True
     failing_file.write_text("")
     workspace = tmp_path / "workspace.yaml"
     # The test package is not installed: the code location imports it from the project root.
-    workspace.write_text(f"load_from:\n  - python_module:\n      module_name: asset_pipeline_tests.daemon_location\n"
+    workspace.write_text(f"load_from:\n  - python_module:\n      module_name: asset_pipeline_testing.daemon_location\n"
                          f"      location_name: {LOCATION}\n      working_directory: {PROJECT_ROOT}\n")
     env = {**env, FAILING_FILE_VARIABLE: str(failing_file), "ASSET_PIPELINE_MAX_ATTEMPTS": "1",
            "ASSET_PIPELINE_HUB_ENABLED": "false"}

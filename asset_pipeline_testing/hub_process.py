@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from asset_pipeline.hub.server import WS_OPTIONS, Hub, HubConfig, build_hub_app
 from asset_pipeline.hub.state import HubState
-from asset_pipeline_tests.serving import free_port, serving
+from asset_pipeline_testing.serving import free_port, serving
 
 _HTTP = httpx.Client(timeout=10)
 

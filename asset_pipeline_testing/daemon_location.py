@@ -14,8 +14,8 @@ import dagster as dg
 from asset_pipeline.definitions import build_defs
 from asset_pipeline.generation.backend import ImageBackend
 from asset_pipeline.resources.image_generator import ImageGenerator
-from asset_pipeline_tests.dagster_stack import FAILING_FILE_VARIABLE
-from asset_pipeline_tests.helpers import FailingBackend
+from asset_pipeline_testing.dagster_stack import FAILING_FILE_VARIABLE
+from asset_pipeline_testing.helpers import FailingBackend
 
 
 class FileFailingGenerator(ImageGenerator):

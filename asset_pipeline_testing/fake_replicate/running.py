@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from asset_pipeline_tests.fake_replicate.server import FakeReplicateState, build_app
-from asset_pipeline_tests.serving import free_port, serving
+from asset_pipeline_testing.fake_replicate.server import FakeReplicateState, build_app
+from asset_pipeline_testing.serving import free_port, serving
 
 
 @contextmanager

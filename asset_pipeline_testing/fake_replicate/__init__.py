@@ -1,0 +1,1 @@
+"""A fake Replicate server speaking its HTTP API on loopback, with scriptable faults."""
