@@ -34,6 +34,7 @@ from asset_pipeline.generation.backend import (
     RenderedImage,
     RenderSession,
 )
+from asset_pipeline.generation.bounded_transport import BoundedTransport, ResponseTooLarge
 from asset_pipeline.generation.delivery import Delivery, DeliveryLimits
 from asset_pipeline.generation.output_size import max_output_pixels, size_problem
 from asset_pipeline.generation.pricing import (
@@ -57,6 +58,11 @@ MAX_LIST_PAGES = 20  # 2,000 predictions back: far more than one crash can leave
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
 
+def api_answer_limit(limits: DeliveryLimits) -> int:
+    """The longest API answer read: room for an inline (base64) output of the largest allowed file."""
+    return 2 * limits.max_bytes + 1024 * 1024
+
+
 class ReplicateBackend(ImageBackend):
     name = "replicate"
     is_paid = True
@@ -73,14 +79,18 @@ class ReplicateBackend(ImageBackend):
         max_output_pixels: int = ABSOLUTE_MAX_PIXELS,
     ):
         check_base_url(base_url())  # a /v1 suffix would send every request to /v1/v1/...
-        extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
+        limits = delivery or DeliveryLimits()
+        # The client reads each API answer whole: bound it (an inline data: URI output counts
+        # towards it, base64 taking 4/3 of the file's bytes).
+        api_transport = BoundedTransport(max_bytes=api_answer_limit(limits), inner=transport)
+        extra: dict[str, Any] = {"transport": api_transport}
         # The client's errors carry the RFC 7807 body but not the headers; a response hook keeps
         # each thread's last Retry-After so a 429 can wait exactly as long as Replicate asks.
         self._last_retry_after = threading.local()
         self._client = replicate.Client(api_token=api_token, event_hooks={"response": [self._remember_retry_after]}, **extra)
         # Output files are fetched without the API token: delivery URLs need none, and the token
         # must never travel to another host.
-        self._delivery = Delivery(delivery or DeliveryLimits(), transport=transport)
+        self._delivery = Delivery(limits, transport=transport)
         self._max_output_pixels = max_output_pixels
         self._prices = prices
         self._max_predict_seconds = max_predict_seconds
@@ -246,6 +256,8 @@ class ReplicateBackend(ImageBackend):
             raise self._provider_error(request, exc) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderError(request.partition_key, explain_unreachable(exc.__class__.__name__, url=base_url())) from None
+        except ResponseTooLarge as exc:
+            raise _unknown(request, f"answered with more than the allowed size ({exc})") from None
         except httpx.HTTPError as exc:
             raise _unknown(request, f"dropped the connection after the request was sent ({exc.__class__.__name__})") from None
         except Exception as exc:  # noqa: BLE001 - a garbled 2xx body: JSONDecodeError, ValidationError, ...
@@ -291,6 +303,8 @@ class ReplicateBackend(ImageBackend):
             return call()
         except ReplicateError as exc:
             raise self._provider_error(request, exc, what=what) from None
+        except ResponseTooLarge as exc:
+            raise ProviderError(request.partition_key, f"Replicate sent an answer too large to read ({exc}{', while ' + what if what else ''})") from None
         except httpx.HTTPError as exc:
             raise ProviderError(request.partition_key,
                                 explain_unreachable(exc.__class__.__name__, url=base_url())

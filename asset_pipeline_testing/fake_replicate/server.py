@@ -16,7 +16,8 @@ Hostile deliveries (issue 11), also by prompt marker: `[[pixelbomb]]` a 13000x13
 `[[foreignhost]]` a URL on `localhost` (not the base URL's host), `[[redirectloop]]` a redirect to
 itself for ever, `[[redirectaway]]` a redirect to `localhost`, `[[garbagedata]]` a `data:` URI
 that is not base64, `[[fileurl]]` a `file://` URL, `[[expired]]` a URL that answers 404,
-`[[hugefile]]` 8 MB streamed without a length. `delivery_requests` counts requests per route.
+`[[hugefile]]` 8 MB streamed without a length, `[[hugedata]]` an 8 MB inline `data:` URI in the
+prediction's own JSON. `delivery_requests` counts requests per route.
 Hostile money modes (issue 11), each a field of `FakeReplicateState`: `reported_predict_time`
 (what `metrics.predict_time` says, e.g. -1000, 1e7, NaN, "fast"; the bill keeps the true time),
 `create_resets` (the next creations are made, then the connection drops mid-answer),
@@ -395,7 +396,7 @@ def _as_json(state: FakeReplicateState, prediction: FakePrediction) -> dict[str,
 
 
 HOSTILE_MARKERS = ("[[pixelbomb]]", "[[tiny]]", "[[drip]]", "[[foreignhost]]", "[[redirectloop]]", "[[redirectaway]]",
-                   "[[garbagedata]]", "[[fileurl]]", "[[expired]]", "[[hugefile]]")
+                   "[[garbagedata]]", "[[fileurl]]", "[[expired]]", "[[hugefile]]", "[[hugedata]]")
 _BOMB: list[bytes] = []
 
 
@@ -417,6 +418,7 @@ def _hostile_delivery(state: FakeReplicateState, prediction: FakePrediction) -> 
         "[[fileurl]]": "file:///etc/passwd",
         "[[expired]]": f"{state.base_url}/files/expired-{name}",
         "[[hugefile]]": f"{state.base_url}/huge/{name}",
+        "[[hugedata]]": "data:image/png;base64," + "A" * (8 * 1024 * 1024),
     }.get(marker, f"{state.base_url}/files/{name}")
     prediction.output = [url]
 

@@ -116,3 +116,14 @@ def test_an_open_circuit_after_a_failure_names_the_failure(fake_replicate, tmp_p
     reason = caught.value.reason
     assert reason.startswith("provider unavailable since ") and "injected model failure" in reason
     assert "transient->backoff" in reason
+
+
+def test_a_huge_inline_output_is_refused_while_it_streams_in(fake_replicate, tmp_path: Path) -> None:
+    """An 8 MB `data:` URI inside the prediction's JSON is never read whole: the client's answers
+    are capped at twice the download limit (here 1 MB), so memory stays bounded."""
+    gen = generator(tmp_path, max_download_mb=1, max_attempts=2)
+    reason = failure(gen, "[[hugedata]]")
+    assert reason.startswith("Replicate sent an answer too large to read (answer from http://127.0.0.1:")
+    assert "is longer than 3145728 bytes" in reason and "keeps its reservation and the next run re-attaches" in reason
+    assert fake_replicate.created_total == 1  # re-attached, never created again
+    assert gen.ledger.status(CAPS).spent_total_usd <= fake_replicate.bill_usd
