@@ -7,7 +7,8 @@ For a paid backend each image goes through the same steps:
    against the caps (`BudgetExhaustedError`);
 2. render; a new prediction's id is journaled the moment the provider returns it;
 3. check the bytes decode as a PNG of the requested size (never charged as a success otherwise);
-4. the caller stores the image and only then calls `settle`, which charges the actual cost.
+4. `ImageProducer` (generation/producer.py) stores the image and only then calls `settle`, which
+   charges the actual cost.
 
 A failure releases the reservation, or charges what the provider billed; a prediction whose fate
 is unknown keeps its reservation open so the next run can re-attach instead of paying again.

@@ -20,9 +20,10 @@ from asset_pipeline.generation.backend import ImageBackend
 from asset_pipeline.generation.delivery import DeliveryLimits
 from asset_pipeline.generation.delivery_hosts import delivery_hosts
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
-from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy, PendingImage
+from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
+from asset_pipeline.generation.producer import ImageProducer, ProducedImage
 from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.ledger.attempts import AttemptLog
@@ -33,6 +34,7 @@ from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import from_settings
+from asset_pipeline.storage.images import ImageStorage
 
 # What run config may not change (the operator's environment decides), and the caps it may only lower.
 FIXED_FIELDS = {
@@ -155,6 +157,7 @@ class ImageGenerator(dg.ConfigurableResource):
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
     _bucket: TokenBucket | None = PrivateAttr(default=None)
     _metered: MeteredGenerator | None = PrivateAttr(default=None)
+    _producer: ImageProducer | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -170,6 +173,7 @@ class ImageGenerator(dg.ConfigurableResource):
             self._backend.close()
             self._backend = None
             self._metered = None
+            self._producer = None
 
     def build_backend(self) -> ImageBackend:
         """The backend named by `backend`. Subclasses may return another `ImageBackend`."""
@@ -245,24 +249,19 @@ class ImageGenerator(dg.ConfigurableResource):
     def journal(self) -> PredictionJournal:
         return self.metered.journal
 
-    def generate(self, request: GenerationRequest, **options: Any) -> PendingImage:
-        """`MeteredGenerator.generate`: render `request` within budget, retrying by failure class."""
-        return self.metered.generate(request, **options)
-
-    def settle(self, pending: PendingImage, *, sha256: str | None, problem: str | None = None) -> None:
-        self.metered.settle(pending, sha256=sha256, problem=problem)
-
-    def settle_cache_hit(self, request_hash: str, *, cost_usd: float) -> None:
-        self.metered.settle_cache_hit(request_hash, cost_usd=cost_usd)
-
-    def wait_until_not_in_flight(self, request: GenerationRequest, **options: Any) -> None:
-        self.metered.wait_until_not_in_flight(request, **options)
+    def produce(self, request: GenerationRequest, *, store: ImageStorage, **options: Any) -> ProducedImage:
+        """The whole per-image sequence in one call (`ImageProducer.produce`): from `store`, or
+        rendered within budget, stored, then charged; a failure comes back with its reason."""
+        metered = self.metered
+        with self._lock:
+            if self._producer is None or self._producer.store is not store or self._producer.metered is not metered:
+                self._producer = ImageProducer(metered=metered, store=store)
+            producer = self._producer
+        return producer.produce(request, **options)
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
         return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
-
-
 
     def _token_bucket(self) -> TokenBucket:
         """Called with `_lock` held."""
