@@ -19,10 +19,8 @@ from asset_pipeline.errors import (
 from asset_pipeline.generation.backend import ImageBackend
 from asset_pipeline.generation.delivery import DeliveryLimits
 from asset_pipeline.generation.delivery_hosts import delivery_hosts
-from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy
 from asset_pipeline.generation.placeholder import PlaceholderBackend
-from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
 from asset_pipeline.generation.producer import ImageProducer, ProducedImage
 from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.request import GenerationRequest, build_request
@@ -32,6 +30,7 @@ from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import from_settings
 from asset_pipeline.storage.images import ImageStorage
@@ -88,8 +87,8 @@ class ImageGenerator(dg.ConfigurableResource):
     budget_total_usd: float = Field(default_factory=from_settings("budget_total_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD); run config may only lower it.")
     budget_daily_usd: float = Field(default_factory=from_settings("budget_daily_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD); run config may only lower it.")
     budget_per_run_usd: float = Field(default_factory=from_settings("budget_per_run_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD); run config may only lower it.")
-    prices: dict[str, ModelPrice] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES), description="Price table; fixed by the operator."
+    prices: dict[str, ModelPriceConfig] = Field(
+        default_factory=default_price_config, description="Price table; fixed by the operator."
     )
     max_predict_seconds: float = Field(
         default_factory=lambda: 300.0, gt=0,
@@ -98,8 +97,8 @@ class ImageGenerator(dg.ConfigurableResource):
     poll_interval_s: float = Field(
         default_factory=from_settings("poll_interval_s"), gt=0, description="How often a running prediction is polled."
     )
-    diffusers: DiffusersOptions = Field(
-        default_factory=DiffusersOptions, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
+    diffusers: DiffusersConfig = Field(
+        default_factory=DiffusersConfig, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
     )
     replicate_api_token: str | None = Field(
         default_factory=lambda: None,

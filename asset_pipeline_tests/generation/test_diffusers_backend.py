@@ -14,12 +14,12 @@ import pytest
 
 from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.errors import BudgetExhaustedError, GenerationError
-from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.diffusers_pipelines import load_pipelines
 from asset_pipeline.generation.progress import StepProgress
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.database import history_rows
 from asset_pipeline.ledger.schema import budget_entries
+from asset_pipeline.resources.generator_config import DiffusersConfig
 from asset_pipeline.resources.image_generator import ImageGenerator
 
 
@@ -33,7 +33,7 @@ def spec(seed: int = 7, *, steps: int = 10, width: int = 64, height: int = 96, k
 def generator(tmp_path: Path, model_dir: Path, refiner_dir: Path | None = None, **options) -> ImageGenerator:
     return ImageGenerator(
         backend="diffusers", database_url=f"sqlite:///{tmp_path / 'ledger.db'}",
-        diffusers=DiffusersOptions(model_dir=str(model_dir), refiner_dir=str(refiner_dir) if refiner_dir else None,
+        diffusers=DiffusersConfig(model_dir=str(model_dir), refiner_dir=str(refiner_dir) if refiner_dir else None,
                                    **options),
     )
 
