@@ -1,29 +1,40 @@
-"""Every error the pipeline raises on purpose, with structured fields.
+"""Every error the pipeline raises on purpose: one tree, each class defined here, raised where the
+fault arises (the ledger raises `BudgetExhaustedError` itself; nothing is re-wrapped on the way up),
+each with structured fields.
 
     AssetPipelineError
-    ├── CatalogError            the catalog file is unreadable or invalid (one CatalogProblem per fault)
-    ├── ConfigurationError      a setting or environment variable is unusable
-    ├── StoreError              the image store cannot read or write an image
-    │   └── UnsafePathError     a path would leave the store's root
-    └── GenerationError         one partition's image could not be produced
-        ├── InvalidImageError   a backend returned bytes that are not the image asked for
-        ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent
-        ├── RequestInFlightError  another run is generating the same image right now; nothing was sent
-        ├── ProviderError       the provider refused or failed a request (HTTP status when known)
+    ├── CatalogError              the catalog file is unreadable or invalid    problems (CatalogProblem: file, entry, field, message)
+    ├── ConfigurationError        a setting or environment variable is unusable    setting
+    ├── StoreError                the image store cannot read or write an image    path
+    │   └── UnsafePathError       a path would leave the store's root
+    ├── NonFiniteAmount           (also a ValueError) an amount that is NaN, infinite or no number: never booked    amount
+    ├── ImageRefused              (also a ValueError) bytes that are no image we accept: undecodable, too many pixels
+    ├── HubUnavailable            the progress hub did not accept a batch    url, status
+    └── GenerationError           one partition's image could not be produced    partition_key, reason
+        ├── InvalidImageError     a backend returned bytes that are not the image asked for
+        ├── BudgetExhaustedError  a spending cap would be passed; nothing was sent    cap, limit_usd, committed_usd, requested_usd
+        ├── RequestInFlightError  another run is generating the same image right now; nothing was sent    run_id
+        ├── CircuitOpenError      the provider's circuit is open (raised by the breaker; the metered core
+        │                         raises it again, "provider unavailable since ...", once the outage
+        │                         outlasts max_outage_s)    provider, since
+        ├── ProviderError         the provider refused or failed a request    status, retry_after
         │   └── CreateOutcomeUnknown  a create's answer was lost or garbled: the prediction may exist
-        ├── OutputNotFetched    the provider made the image but we could not download it yet
-        │   └── OutputRefused   its output can never be used: host, scheme, size or encoding refused
-        ├── CircuitOpenError    the provider's circuit stayed open past the longest outage ("provider unavailable since")
-        ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
-        ├── RenderCancelled     the run was terminated while a local pipeline was denoising
-        └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
+        ├── OutputNotFetched      the provider made the image but we could not download it yet    prediction_id, provider_billed_usd
+        │   └── OutputRefused     its output can never be used: host, scheme, size or encoding refused    billed_usd
+        ├── PaidFailure           failed after the provider billed    billed_usd, prediction_id, final, billing_note
+        │   └── PaidInvalidImage  (also an InvalidImageError) a billed output that is no usable image
+        ├── RetriesExhausted      every applicable retry strategy failed    attempts, last
+        └── RenderCancelled       the run was terminated while a local pipeline was denoising
 
-Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
+Every `GenerationError` has `partition_key` and `reason` (safe to show and log); `str()` is
+"<partition_key>: <reason>". Messages never contain secrets: they name files, catalog entries,
+fields, partition keys and amounts only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 
@@ -93,11 +104,19 @@ class InvalidImageError(GenerationError):
 
 
 class BudgetExhaustedError(GenerationError):
-    """A cap would be passed; `cap`, `limit_usd`, `committed_usd` and `requested_usd` say how."""
+    """A cap would be passed; raised by `BudgetLedger.reserve` before anything is sent.
 
-    def __init__(self, partition_key: str, reason: str, *, cap: str):
+    `cap` names it (total, daily, per-run), `limit_usd` is its size, `committed_usd` what is
+    already spent or reserved against it, `requested_usd` what this image would reserve.
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, cap: str, limit_usd: float, committed_usd: float,
+                 requested_usd: float):
         super().__init__(partition_key, reason)
         self.cap = cap
+        self.limit_usd = limit_usd
+        self.committed_usd = committed_usd
+        self.requested_usd = requested_usd
 
 
 class ProviderError(GenerationError):
@@ -110,8 +129,17 @@ class ProviderError(GenerationError):
 
 
 class CircuitOpenError(GenerationError):
-    """The provider's circuit stayed open longer than `max_outage_s`: the reason names when the
-    outage began and the provider's last error; the request was not sent again."""
+    """The circuit of `provider` is open since `since` (UTC); the request was not sent.
+
+    `CircuitBreaker.before_request` raises it while the circuit is open; the metered core waits
+    and raises it again (reason "provider unavailable since ...", naming the provider's last
+    error) once the outage outlasts its `max_outage_s`.
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, provider: str, since: datetime):
+        super().__init__(partition_key, reason)
+        self.provider = provider
+        self.since = since
 
 
 class RetriesExhausted(GenerationError):
@@ -161,8 +189,53 @@ class RenderCancelled(GenerationError):
 
 
 class RequestInFlightError(GenerationError):
-    """Another run holds an open reservation for the same request hash; `run_id` names it."""
+    """Another run (`run_id`) holds an open, recent reservation for the same request hash; raised by
+    `BudgetLedger.reserve`, nothing was sent."""
 
     def __init__(self, partition_key: str, reason: str, *, run_id: str):
         super().__init__(partition_key, reason)
         self.run_id = run_id
+
+
+class PaidFailure(GenerationError):
+    """The provider call failed after money may have been spent; `billed_usd` is what it billed.
+
+    `final` means retrying the identical request would only pay again for the same result (a
+    succeeded prediction whose output is unusable): the image fails with this cause instead.
+    `billing_note` says why `billed_usd` is not simply the provider's own report.
+    """
+
+    def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None,
+                 final: bool = False, billing_note: str | None = None):
+        super().__init__(partition_key, reason)
+        self.billed_usd = billed_usd
+        self.prediction_id = prediction_id
+        self.final = final
+        self.billing_note = billing_note
+
+
+class PaidInvalidImage(PaidFailure, InvalidImageError):
+    """The provider billed for an output that is no usable image (undecodable, a pixel bomb, far
+    from the requested size). The answer is deterministic for the request, so it is not retried."""
+
+
+class NonFiniteAmount(AssetPipelineError, ValueError):
+    """An amount that is NaN, infinite or not a number at all (`amount`, as given): never booked."""
+
+    def __init__(self, message: str, *, amount: object = None):
+        super().__init__(message)
+        self.amount = amount
+
+
+class ImageRefused(AssetPipelineError, ValueError):
+    """The bytes are no image we accept (not decodable, or too many pixels); the message says which."""
+
+
+class HubUnavailable(AssetPipelineError):
+    """The progress hub at `url` did not accept a batch; `status` is its HTTP status when it answered.
+    The message names the hub's URL and status only."""
+
+    def __init__(self, url: str, message: str, *, status: int | None = None):
+        self.url = url
+        self.status = status
+        super().__init__(message)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger
+from asset_pipeline.errors import BudgetExhaustedError
+from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 
@@ -18,6 +19,6 @@ def reserve_until_exhausted(url: str, worker: int, start_at: float, amount_usd: 
         try:
             ledger.reserve(run_id=f"run-{worker}", partition_key=f"p-{worker}-{made}", request_hash="0" * 64,
                            model="m", amount_usd=amount_usd, caps=caps)
-        except BudgetExhausted:
+        except BudgetExhaustedError:
             return made, time.perf_counter() - started
         made += 1

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asset_pipeline.errors import GenerationError, InvalidImageError
 from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.request import GenerationRequest
 
@@ -40,28 +39,6 @@ class RenderSession:
     on_created: Callable[[str], None] = lambda prediction_id: None
     cancelled: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback | None = None
-
-
-class PaidFailure(GenerationError):
-    """The provider call failed after money may have been spent; `billed_usd` is what it billed.
-
-    `final` means retrying the identical request would only pay again for the same result (a
-    succeeded prediction whose output is unusable): the image fails with this cause instead.
-    `billing_note` says why `billed_usd` is not simply the provider's own report.
-    """
-
-    def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None,
-                 final: bool = False, billing_note: str | None = None):
-        super().__init__(partition_key, reason)
-        self.billed_usd = billed_usd
-        self.prediction_id = prediction_id
-        self.final = final
-        self.billing_note = billing_note
-
-
-class PaidInvalidImage(PaidFailure, InvalidImageError):
-    """The provider billed for an output that is no usable image (undecodable, a pixel bomb, far
-    from the requested size). The answer is deterministic for the request, so it is not retried."""
 
 
 class ImageBackend(ABC):

@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any
 
-from asset_pipeline.errors import ConfigurationError, ProviderError, RenderCancelled
-from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.errors import ConfigurationError, PaidFailure, ProviderError, RenderCancelled
+from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
 from asset_pipeline.generation.diffusers_options import DiffusersOptions, checked_model_dir
 from asset_pipeline.generation.diffusers_pipelines import LoadedPipelines, free_device_memory, load_pipelines
 from asset_pipeline.generation.progress import ProgressClock, planned_stages

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.settings import from_settings
@@ -20,11 +19,14 @@ DType = Literal["auto", "float16", "bfloat16", "float32"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class DiffusersOptions(dg.Config):
+class DiffusersOptions(BaseModel):
     """Where the SDXL pipeline lives and how to run it (ASSET_PIPELINE_DIFFUSERS_*).
 
-    Defaults come from the settings, so a partial run config keeps the operator's values.
+    Defaults come from the settings, so a partial run config keeps the operator's values. Plain
+    pydantic: the run-config class is `resources/generator_config.py::DiffusersConfig`, a subclass.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_dir: str | None = Field(
         default_factory=from_settings("diffusers_model"), description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."

@@ -7,7 +7,8 @@ For a paid backend each image goes through the same steps:
    against the caps (`BudgetExhaustedError`);
 2. render; a new prediction's id is journaled the moment the provider returns it;
 3. check the bytes decode as a PNG of the requested size (never charged as a success otherwise);
-4. the caller stores the image and only then calls `settle`, which charges the actual cost.
+4. `ImageProducer` (generation/producer.py) stores the image and only then calls `settle`, which
+   charges the actual cost.
 
 A failure releases the reservation, or charges what the provider billed; a prediction whose fate
 is unknown keeps its reservation open so the next run can re-attach instead of paying again.
@@ -33,10 +34,11 @@ from asset_pipeline.errors import (
     InvalidImageError,
     OutputNotFetched,
     OutputRefused,
+    PaidFailure,
     RequestInFlightError,
     RetriesExhausted,
 )
-from asset_pipeline.generation.backend import ImageBackend, PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
 from asset_pipeline.generation.failures import PROVIDER_FAILURES, Strategy
 from asset_pipeline.generation.progress import ProgressCallback
 from asset_pipeline.generation.rate_limit import TokenBucket
@@ -52,8 +54,8 @@ from asset_pipeline.generation.retries import (
 from asset_pipeline.imaging.bounded import read_header
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.attempts import AttemptLog
-from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger, RequestInFlight, Reservation
-from asset_pipeline.ledger.circuit import CircuitBreaker, CircuitOpen
+from asset_pipeline.ledger.budget_ledger import BudgetLedger, Reservation
+from asset_pipeline.ledger.circuit import CircuitBreaker
 from asset_pipeline.ledger.journal import MAX_FETCH_TRIES, PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps, is_finite_number
 
@@ -184,14 +186,14 @@ class MeteredGenerator:
         circuit = self.circuit
         while True:
             try:
-                return circuit.before_request()
-            except CircuitOpen as exc:
+                return circuit.before_request(request.partition_key)
+            except CircuitOpenError as exc:
                 down_for = (datetime.now(UTC) - exc.since).total_seconds()
                 # Past the longest outage, still wait for trials already out: their verdict may
                 # close the circuit (a new run after a long outage must not fail beside its trials).
                 if down_for >= self.policy.max_outage_s and not circuit.trial_in_flight():
-                    raise CircuitOpenError(request.partition_key,
-                                           _unavailable(exc.since, history or [], circuit)) from None
+                    raise CircuitOpenError(request.partition_key, _unavailable(exc.since, history or [], circuit),
+                                           provider=exc.provider, since=exc.since) from None
                 pause = min(CIRCUIT_POLL_S, max(0.05, self.policy.max_outage_s - down_for))
             if cancelled.wait(pause):
                 raise GenerationError(request.partition_key, "run terminated while waiting for the provider to come back")
@@ -299,16 +301,12 @@ class MeteredGenerator:
         if orphan is not None:
             return orphan
         self._close_expired(request)
-        try:
-            return self.ledger.reserve(
-                run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
-                model=request.model, amount_usd=self.backend.reservation_usd(request.model), caps=self.policy.caps,
-                in_flight_for_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs,
-            )
-        except BudgetExhausted as exc:
-            raise BudgetExhaustedError(request.partition_key, str(exc), cap=exc.violation.cap) from None
-        except RequestInFlight as exc:
-            raise RequestInFlightError(request.partition_key, str(exc), run_id=exc.run_id) from None
+        # Raises `BudgetExhaustedError` or `RequestInFlightError` itself, with their structured fields.
+        return self.ledger.reserve(
+            run_id=run_id, partition_key=request.partition_key, request_hash=request.request_hash,
+            model=request.model, amount_usd=self.backend.reservation_usd(request.model), caps=self.policy.caps,
+            in_flight_for_s=IN_FLIGHT_WINDOW_S, dead_runs=dead_runs,
+        )
 
     def _adopt_unjournaled(self, request: GenerationRequest, run_id: str, session: RenderSession,
                            dead_runs: frozenset[str], is_alive: Callable[[str], bool] | None) -> Reservation | None:

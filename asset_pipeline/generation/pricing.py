@@ -11,16 +11,18 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import dagster as dg
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from asset_pipeline.errors import ConfigurationError
 
 FLUX_ASPECT_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
 
 
-class ModelPrice(dg.Config):
-    """One model's billing and input conventions (a Dagster config class, so runs can override it)."""
+class ModelPrice(BaseModel):
+    """One model's billing and input conventions. Plain pydantic: the run-config class that lets
+    definitions override it is `resources/generator_config.py::ModelPriceConfig`, a subclass."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     per_image_usd: float | None = Field(default=None, ge=0, description="Price of one output image.")
     per_second_usd: float | None = Field(default=None, ge=0, description="Hardware price per second of predict_time.")

@@ -25,12 +25,12 @@ from asset_pipeline.errors import (
     GenerationError,
     OutputNotFetched,
     OutputRefused,
+    PaidFailure,
+    PaidInvalidImage,
     ProviderError,
 )
 from asset_pipeline.generation.backend import (
     ImageBackend,
-    PaidFailure,
-    PaidInvalidImage,
     RenderedImage,
     RenderSession,
 )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from asset_pipeline.errors import ImageRefused
+
 # Formats a provider or a backend may hand us; every other decoder (TIFF, PSD, EPS, ...) is attack
 # surface we never need.
 ALLOWED_FORMATS = ("PNG", "WEBP", "JPEG")
@@ -23,10 +25,6 @@ ABSOLUTE_MAX_PIXELS = 40_000_000
 # every header read, a refusal we make anyway. (A per-call `catch_warnings` is not thread-safe.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class ImageRefused(ValueError):
-    """The bytes are no image we accept (not decodable, or too many pixels); the message says which."""
 
 
 @dataclass(frozen=True)

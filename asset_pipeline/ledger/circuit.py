@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, insert, select
 
+from asset_pipeline.errors import CircuitOpenError
 from asset_pipeline.ledger.database import aware, exclusive
 from asset_pipeline.ledger.schema import circuit_events, generation_attempts
 
@@ -150,20 +151,12 @@ def _open_since(events: list[BreakerEvent]) -> int | None:
     return last_open
 
 
-class CircuitOpen(Exception):
-    """No request may be sent now; `since` is when the outage began."""
-
-    def __init__(self, message: str, *, since: datetime):
-        super().__init__(message)
-        self.since = since
-
-
 class CircuitBreaker:
     def __init__(self, engine: Engine, *, provider: str, config: BreakerConfig):
         self.engine, self.provider, self.config = engine, provider, config
 
-    def before_request(self) -> bool:
-        """True if this request is a trial; raise `CircuitOpen` if it may not be sent."""
+    def before_request(self, partition_key: str = "") -> bool:
+        """True if this request is a trial; raise `CircuitOpenError` (for `partition_key`) if it may not be sent."""
         if self.state() is BreakerState.CLOSED:  # the common case: a read, no write lock
             return False
         with exclusive(self.engine, scope=f"circuit:{self.provider}") as connection:
@@ -172,7 +165,8 @@ class CircuitBreaker:
             state = breaker_state(events, now, self.config)
             if state is BreakerState.OPEN:
                 since = unavailable_since(events) or now
-                raise CircuitOpen(f"provider circuit open ({self.provider}); no request sent", since=since)
+                raise CircuitOpenError(partition_key, f"provider circuit open ({self.provider}); no request sent",
+                                       provider=self.provider, since=since)
             if state is BreakerState.HALF_OPEN:
                 self._add(connection, "trial", now)
                 return True

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from asset_pipeline.errors import NonFiniteAmount
+
 MICROS_PER_USD = 1_000_000
 # No cap may exceed this: a typo such as 1e9 is refused rather than read as "no limit".
 MAX_BUDGET_USD = 100_000.0
@@ -15,10 +17,6 @@ MAX_BUDGET_USD = 100_000.0
 
 def to_micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
-
-
-class NonFiniteAmount(ValueError):
-    """An amount that is NaN, infinite or not a number at all: never booked."""
 
 
 def is_finite_number(value: object) -> bool:
@@ -36,7 +34,8 @@ def checked_charge(amount_usd: float, *, reserved_usd: float) -> tuple[int, str 
     when the amount had to be clamped into [0, reserved] (invariant 1: no charge passes its
     reservation, none is negative). Non-finite amounts are refused with `NonFiniteAmount`."""
     if not is_finite_number(amount_usd):
-        raise NonFiniteAmount(f"refusing to book a charge of {amount_usd!r}: not a finite number of dollars")
+        raise NonFiniteAmount(f"refusing to book a charge of {amount_usd!r}: not a finite number of dollars",
+                              amount=amount_usd)
     reserved = max(0, to_micros(reserved_usd)) if is_finite_number(reserved_usd) else 0
     if amount_usd < 0:
         return 0, f"clamped from ${amount_usd:.6f} to $0: a charge is never negative"

@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from asset_pipeline.generation.diffusers_options import DiffusersOptions
+from asset_pipeline.resources.generator_config import DiffusersConfig
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.progress_hub import ProgressHub
 from asset_pipeline.settings import PipelineSettings
@@ -60,7 +60,7 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         max_outage_s=settings.max_outage_s,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         breaker_minimum_calls=settings.breaker_minimum_calls,
-        diffusers=DiffusersOptions(
+        diffusers=DiffusersConfig(
             model_dir=settings.diffusers_model,
             refiner_dir=settings.diffusers_refiner,
             refiner_split=settings.diffusers_refiner_split,

@@ -19,10 +19,9 @@ from asset_pipeline.errors import (
 from asset_pipeline.generation.backend import ImageBackend
 from asset_pipeline.generation.delivery import DeliveryLimits
 from asset_pipeline.generation.delivery_hosts import delivery_hosts
-from asset_pipeline.generation.diffusers_options import DiffusersOptions
-from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy, PendingImage
+from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy
 from asset_pipeline.generation.placeholder import PlaceholderBackend
-from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
+from asset_pipeline.generation.producer import ImageProducer, ProducedImage
 from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.ledger.attempts import AttemptLog
@@ -31,8 +30,10 @@ from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import from_settings
+from asset_pipeline.storage.images import ImageStorage
 
 # What run config may not change (the operator's environment decides), and the caps it may only lower.
 FIXED_FIELDS = {
@@ -86,8 +87,8 @@ class ImageGenerator(dg.ConfigurableResource):
     budget_total_usd: float = Field(default_factory=from_settings("budget_total_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD); run config may only lower it.")
     budget_daily_usd: float = Field(default_factory=from_settings("budget_daily_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD); run config may only lower it.")
     budget_per_run_usd: float = Field(default_factory=from_settings("budget_per_run_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD); run config may only lower it.")
-    prices: dict[str, ModelPrice] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES), description="Price table; fixed by the operator."
+    prices: dict[str, ModelPriceConfig] = Field(
+        default_factory=default_price_config, description="Price table; fixed by the operator."
     )
     max_predict_seconds: float = Field(
         default_factory=lambda: 300.0, gt=0,
@@ -96,8 +97,8 @@ class ImageGenerator(dg.ConfigurableResource):
     poll_interval_s: float = Field(
         default_factory=from_settings("poll_interval_s"), gt=0, description="How often a running prediction is polled."
     )
-    diffusers: DiffusersOptions = Field(
-        default_factory=DiffusersOptions, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
+    diffusers: DiffusersConfig = Field(
+        default_factory=DiffusersConfig, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
     )
     replicate_api_token: str | None = Field(
         default_factory=lambda: None,
@@ -155,6 +156,7 @@ class ImageGenerator(dg.ConfigurableResource):
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
     _bucket: TokenBucket | None = PrivateAttr(default=None)
     _metered: MeteredGenerator | None = PrivateAttr(default=None)
+    _producer: ImageProducer | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -170,6 +172,7 @@ class ImageGenerator(dg.ConfigurableResource):
             self._backend.close()
             self._backend = None
             self._metered = None
+            self._producer = None
 
     def build_backend(self) -> ImageBackend:
         """The backend named by `backend`. Subclasses may return another `ImageBackend`."""
@@ -245,24 +248,19 @@ class ImageGenerator(dg.ConfigurableResource):
     def journal(self) -> PredictionJournal:
         return self.metered.journal
 
-    def generate(self, request: GenerationRequest, **options: Any) -> PendingImage:
-        """`MeteredGenerator.generate`: render `request` within budget, retrying by failure class."""
-        return self.metered.generate(request, **options)
-
-    def settle(self, pending: PendingImage, *, sha256: str | None, problem: str | None = None) -> None:
-        self.metered.settle(pending, sha256=sha256, problem=problem)
-
-    def settle_cache_hit(self, request_hash: str, *, cost_usd: float) -> None:
-        self.metered.settle_cache_hit(request_hash, cost_usd=cost_usd)
-
-    def wait_until_not_in_flight(self, request: GenerationRequest, **options: Any) -> None:
-        self.metered.wait_until_not_in_flight(request, **options)
+    def produce(self, request: GenerationRequest, *, store: ImageStorage, **options: Any) -> ProducedImage:
+        """The whole per-image sequence in one call (`ImageProducer.produce`): from `store`, or
+        rendered within budget, stored, then charged; a failure comes back with its reason."""
+        metered = self.metered
+        with self._lock:
+            if self._producer is None or self._producer.store is not store or self._producer.metered is not metered:
+                self._producer = ImageProducer(metered=metered, store=store)
+            producer = self._producer
+        return producer.produce(request, **options)
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
         return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
-
-
 
     def _token_bucket(self) -> TokenBucket:
         """Called with `_lock` held."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,22 +30,12 @@ from asset_pipeline.resources.run_config_guard import (
 from asset_pipeline.settings import from_settings
 from asset_pipeline.storage.atomic import atomic_write
 from asset_pipeline.storage.data_dir import VARIABLE, check_data_dir
+from asset_pipeline.storage.images import StoredImage
 from asset_pipeline.storage.paths import inside_root, safe_digest, safe_partition_key
 
 
-@dataclass(frozen=True)
-class StoredImage:
-    """An image in the store; `record` is what the generation that made it reported."""
-
-    path: Path
-    object_path: Path
-    sha256: str
-    request_hash: str
-    record: dict[str, Any]
-
-
 class ImageStore(dg.ConfigurableResource):
-    """Reads and writes generated images under one root folder."""
+    """Reads and writes generated images under one root folder; implements `storage.images.ImageStorage`."""
 
     root: str = Field(
         default_factory=from_settings("data_dir", str),

@@ -14,14 +14,11 @@ import dagster as dg
 import httpx
 from pydantic import Field, PrivateAttr
 
+from asset_pipeline.errors import HubUnavailable
 from asset_pipeline.hub.messages import ProgressEvent, RunEvent
 from asset_pipeline.hub.publisher import BufferedPublisher
 from asset_pipeline.resources.run_config_guard import enforce_operator_config
 from asset_pipeline.settings import from_settings
-
-
-class HubUnavailable(Exception):
-    """The hub did not accept a batch; the message names the hub's URL and status only."""
 
 
 class ProgressHub(dg.ConfigurableResource):
@@ -76,7 +73,7 @@ class ProgressHub(dg.ConfigurableResource):
         try:
             self._post([event.model_dump(exclude_none=True) for event in events])
         except httpx.HTTPError as exc:
-            raise HubUnavailable(f"progress hub at {self.url} unreachable: {exc.__class__.__name__}") from None
+            raise HubUnavailable(self.url, f"progress hub at {self.url} unreachable: {exc.__class__.__name__}") from None
 
     def _post(self, batch: list[dict[str, Any]]) -> None:
         if self._client is None:
@@ -84,4 +81,5 @@ class ProgressHub(dg.ConfigurableResource):
             self._client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout_s)
         response = self._client.post("/api/events", json=batch)
         if response.status_code != 200:
-            raise HubUnavailable(f"progress hub at {self.url} answered HTTP {response.status_code}")
+            raise HubUnavailable(self.url, f"progress hub at {self.url} answered HTTP {response.status_code}",
+                                 status=response.status_code)

@@ -9,7 +9,8 @@ A tick with nothing to forward neither contacts the hub nor logs anything (it ti
 
 import dagster as dg
 
-from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
+from asset_pipeline.errors import HubUnavailable
+from asset_pipeline.resources.progress_hub import ProgressHub
 from asset_pipeline.sensors.run_event_records import (
     FINISHED,
     FORWARDED,

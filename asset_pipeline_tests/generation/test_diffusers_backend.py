@@ -14,12 +14,12 @@ import pytest
 
 from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.errors import BudgetExhaustedError, GenerationError
-from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.generation.diffusers_pipelines import load_pipelines
 from asset_pipeline.generation.progress import StepProgress
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline.ledger.database import history_rows
 from asset_pipeline.ledger.schema import budget_entries
+from asset_pipeline.resources.generator_config import DiffusersConfig
 from asset_pipeline.resources.image_generator import ImageGenerator
 
 
@@ -33,7 +33,7 @@ def spec(seed: int = 7, *, steps: int = 10, width: int = 64, height: int = 96, k
 def generator(tmp_path: Path, model_dir: Path, refiner_dir: Path | None = None, **options) -> ImageGenerator:
     return ImageGenerator(
         backend="diffusers", database_url=f"sqlite:///{tmp_path / 'ledger.db'}",
-        diffusers=DiffusersOptions(model_dir=str(model_dir), refiner_dir=str(refiner_dir) if refiner_dir else None,
+        diffusers=DiffusersConfig(model_dir=str(model_dir), refiner_dir=str(refiner_dir) if refiner_dir else None,
                                    **options),
     )
 
@@ -41,7 +41,7 @@ def generator(tmp_path: Path, model_dir: Path, refiner_dir: Path | None = None, 
 def test_progress_sees_every_base_and_refiner_step_in_order(tmp_path: Path, tiny_sdxl) -> None:
     gen = generator(tmp_path, tiny_sdxl.base, tiny_sdxl.refiner, refiner_split=0.8)
     seen: list[StepProgress] = []
-    pending = gen.generate(gen.request_for(spec()), on_progress=seen.append)
+    pending = gen.metered.generate(gen.request_for(spec()), on_progress=seen.append)
     facts = inspect_image(pending.rendered.png)
     assert (facts.format, facts.width, facts.height) == ("PNG", 64, 96)
     assert [(p.stage, p.current_step, p.total_steps) for p in seen] == (
@@ -55,7 +55,7 @@ def test_progress_sees_every_base_and_refiner_step_in_order(tmp_path: Path, tiny
 def test_totals_come_from_the_scheduler_not_the_requested_steps(tmp_path: Path, tiny_sdxl) -> None:
     gen = generator(tmp_path, tiny_sdxl.heun_base)
     seen: list[StepProgress] = []
-    gen.generate(gen.request_for(spec(steps=5)), on_progress=seen.append)
+    gen.metered.generate(gen.request_for(spec(steps=5)), on_progress=seen.append)
     # Heun is second order: it calls back for 2 * 5 - 1 timesteps.
     assert [p.current_step for p in seen] == list(range(1, 10))
     assert {p.total_steps for p in seen} == {9}
@@ -77,16 +77,16 @@ def test_the_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: 
 
 def test_gpu_seconds_are_reserved_charged_and_capped(tmp_path: Path, tiny_sdxl) -> None:
     gen = generator(tmp_path, tiny_sdxl.base, gpu_hour_usd=36.0, max_render_seconds=100)
-    pending = gen.generate(gen.request_for(spec()), run_id="r1")
+    pending = gen.metered.generate(gen.request_for(spec()), run_id="r1")
     assert pending.reservation is not None and pending.reservation.amount_usd == pytest.approx(1.0)  # 100 s at 1 c/s
     assert 0 < pending.rendered.cost_usd < 0.2
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     kinds = [(row["kind"], row["amount_micros"]) for row in history_rows(gen.ledger.engine, budget_entries)]
     assert kinds == [("reservation", 1_000_000), ("charge", round(pending.rendered.cost_usd * 1e6))]
     capped = generator(tmp_path, tiny_sdxl.base, gpu_hour_usd=36.0, max_render_seconds=100)
     capped = ImageGenerator(**{**capped.model_dump(), "budget_per_run_usd": 0.5})
     with pytest.raises(BudgetExhaustedError):
-        capped.generate(capped.request_for(spec()), run_id="r2")
+        capped.metered.generate(capped.request_for(spec()), run_id="r2")
 
 
 def test_cancelling_mid_denoising_skips_the_decode_and_releases_the_reservation(tmp_path: Path, tiny_sdxl) -> None:
@@ -104,7 +104,7 @@ def test_cancelling_mid_denoising_skips_the_decode_and_releases_the_reservation(
             cancelled.set()
 
     with pytest.raises(GenerationError, match="run terminated at base step 4; the image was not decoded"):
-        gen.generate(gen.request_for(spec(steps=30)), run_id="r1", cancelled=cancelled, on_progress=cancel_at_step_three)
+        gen.metered.generate(gen.request_for(spec(steps=30)), run_id="r1", cancelled=cancelled, on_progress=cancel_at_step_three)
     assert steps == [1, 2, 3] and decodes == []
     kinds = [row["kind"] for row in history_rows(gen.ledger.engine, budget_entries)]
     assert kinds == ["reservation", "release"]
@@ -118,7 +118,7 @@ def test_concurrent_partitions_share_one_pipeline_and_take_turns(tmp_path: Path,
 
     def one(index: int) -> bytes:
         request = gen.request_for(spec(seed=index, key=f"img-{index}"))
-        return gen.generate(request, on_progress=lambda progress: order.append(index)).rendered.png
+        return gen.metered.generate(request, on_progress=lambda progress: order.append(index)).rendered.png
 
     with ThreadPoolExecutor(4) as pool:
         images = list(pool.map(one, range(4)))

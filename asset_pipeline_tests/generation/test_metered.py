@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from asset_pipeline.catalog.spec import ImageSpec
-from asset_pipeline.errors import BudgetExhaustedError, RetriesExhausted
-from asset_pipeline.generation.backend import PaidFailure, RenderedImage, RenderSession
+from asset_pipeline.errors import BudgetExhaustedError, NonFiniteAmount, PaidFailure, RetriesExhausted
+from asset_pipeline.generation.backend import RenderedImage, RenderSession
 from asset_pipeline.generation.metered import MeteredGenerator, MeteringPolicy
 from asset_pipeline.generation.placeholder import PlaceholderBackend, render_placeholder
 from asset_pipeline.generation.rate_limit import TokenBucket
@@ -20,7 +20,7 @@ from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
-from asset_pipeline.ledger.money import BudgetCaps, NonFiniteAmount
+from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline_testing.money_invariants import money_violations
 
 PRICE = 0.01

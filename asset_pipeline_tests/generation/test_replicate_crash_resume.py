@@ -136,10 +136,10 @@ def test_a_prediction_created_just_before_its_run_died_is_found_and_adopted(fake
     backend = generator.active_backend
     since = datetime.now(UTC) - timedelta(minutes=1)
     assert backend.find_prediction(request, created_after=since, exclude=frozenset({lost_id})) is None  # journaled ones
-    pending = generator.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
+    pending = generator.metered.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
     assert pending.rendered.prediction_id == lost_id and pending.reservation == orphan
     assert fake_replicate.created_total == 3 and fake_replicate.list_requests >= 1  # no fourth prediction
-    generator.settle(pending, sha256="0" * 64)
+    generator.metered.settle(pending, sha256="0" * 64)
     status = generator.ledger.status(BudgetCaps(10, 10, 10))
     assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd - 0.006)
 
@@ -152,9 +152,9 @@ def test_a_dead_runs_reservation_without_a_prediction_is_released(fake_replicate
         {"id": "img-00", "category": "icon", "prompt": "a brass key", "width": 512, "height": 512, "seed": 3}))
     orphan = _dead_runs_reservation(generator, request)
     # What image production does after RequestInFlightError: it found the holder's run dead.
-    pending = generator.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
+    pending = generator.metered.generate(request, run_id="resume-run", dead_runs=frozenset({"dead-run"}))
     assert fake_replicate.created_total == 1 and pending.reservation != orphan
-    generator.settle(pending, sha256="0" * 64)
+    generator.metered.settle(pending, sha256="0" * 64)
     assert generator.ledger.open_reservation(orphan.reservation_id) is None  # released, not left counting
     status = generator.ledger.status(BudgetCaps(10, 10, 10))
     assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)

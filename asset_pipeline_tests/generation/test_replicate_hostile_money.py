@@ -50,10 +50,10 @@ def violations(gen: ImageGenerator, fake, **extra) -> list[str]:
 def test_garbage_predict_time_is_never_booked_as_is(fake_replicate, tmp_path: Path, reported) -> None:
     fake_replicate.reported_predict_time = reported
     gen = generator(tmp_path, model=SDXL)
-    pending = gen.generate(request_for(gen), run_id="run-1")
+    pending = gen.metered.generate(request_for(gen), run_id="run-1")
     reservation = pending.reservation
     assert 0 < pending.rendered.cost_usd <= reservation.amount_usd
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     [charge] = [e for e in gen.ledger.entries() if e["kind"] == "charge"]
     assert math.isfinite(charge["amount_usd"]) and 0 < charge["amount_usd"] <= reservation.amount_usd
     # Billed by the prediction's own timestamps: what the provider really billed, not 0, not nonsense.
@@ -64,8 +64,8 @@ def test_garbage_predict_time_is_never_booked_as_is(fake_replicate, tmp_path: Pa
 
 def test_a_plausible_predict_time_is_booked_without_a_note(fake_replicate, tmp_path: Path) -> None:
     gen = generator(tmp_path, model=SDXL)
-    pending = gen.generate(request_for(gen), run_id="run-1")
-    gen.settle(pending, sha256="0" * 64)
+    pending = gen.metered.generate(request_for(gen), run_id="run-1")
+    gen.metered.settle(pending, sha256="0" * 64)
     [charge] = [e for e in gen.ledger.entries() if e["kind"] == "charge"]
     assert charge["reason"] == "charged after the image was stored"
     assert violations(gen, fake_replicate) == []
@@ -77,7 +77,7 @@ def test_a_nan_cost_stored_by_an_older_version_does_not_break_later_runs(fake_re
     reservation = gen.ledger.reserve(run_id="old-run", partition_key="img-00", request_hash=request.request_hash,
                                      model=request.model, amount_usd=0.003, caps=CAPS)
     gen.journal.record(reservation, prediction_id="p-old", status="succeeded")
-    gen.settle_cache_hit(request.request_hash, cost_usd=math.nan)  # the store's record said "cost_usd": NaN
+    gen.metered.settle_cache_hit(request.request_hash, cost_usd=math.nan)  # the store's record said "cost_usd": NaN
     [charge] = [e for e in gen.ledger.entries() if e["kind"] == "charge"]
     assert charge["amount_usd"] == pytest.approx(0.003) and "not a usable amount" in charge["reason"]
 
@@ -90,11 +90,11 @@ def test_a_lost_or_garbled_create_answer_never_creates_twice(fake_replicate, tmp
     else:
         fake_replicate.create_garbled = [answer]
     gen = generator(tmp_path)
-    pending = gen.generate(request_for(gen), run_id="run-1")
+    pending = gen.metered.generate(request_for(gen), run_id="run-1")
     [made] = fake_replicate.predictions
     assert pending.rendered.prediction_id == made and pending.attempts == 2  # adopted, not created again
     assert fake_replicate.created_total == 1 and fake_replicate.list_requests >= 1
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     assert len([e for e in gen.ledger.entries() if e["kind"] == "reservation"]) == 1  # one reservation throughout
     assert violations(gen, fake_replicate) == []
     [first] = [a for a in gen.attempt_log.history() if a["attempt"] == 1]
@@ -108,19 +108,19 @@ def test_an_unknown_create_whose_prediction_does_not_exist_releases_and_creates_
     request = request_for(gen)
     reservation = gen.ledger.reserve(run_id="run-1", partition_key="img-00", request_hash=request.request_hash,
                                      model=request.model, amount_usd=0.003, caps=CAPS)  # as a lost create leaves it
-    pending = gen.generate(request, run_id="run-1")
+    pending = gen.metered.generate(request, run_id="run-1")
     assert fake_replicate.created_total == 1 and pending.reservation != reservation
     assert gen.ledger.open_reservation(reservation.reservation_id) is None  # released: nothing was created
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     assert violations(gen, fake_replicate) == []
 
 
 def test_a_readable_error_answer_releases_the_reservation(fake_replicate, tmp_path: Path) -> None:
     fake_replicate.fail_creates = [500]
     gen = generator(tmp_path)
-    pending = gen.generate(request_for(gen), run_id="run-1")
+    pending = gen.metered.generate(request_for(gen), run_id="run-1")
     assert fake_replicate.list_requests == 0 and fake_replicate.created_total == 1
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     assert [e["kind"] for e in gen.ledger.entries()] == ["reservation", "release", "reservation", "charge"]
     assert violations(gen, fake_replicate) == []
 
@@ -132,7 +132,7 @@ def test_a_succeeded_prediction_with_unusable_output_is_booked_and_not_paid_agai
     fake_replicate.succeeded_output = output
     gen = generator(tmp_path)
     with pytest.raises(RetriesExhausted) as caught:
-        gen.generate(request_for(gen), run_id="run-1")
+        gen.metered.generate(request_for(gen), run_id="run-1")
     [made] = fake_replicate.predictions
     assert fake_replicate.created_total == 1  # no identical retry paid for the same answer
     assert made in caught.value.reason and "succeeded but its output" in caught.value.reason
@@ -149,7 +149,7 @@ def test_an_output_that_is_never_fetched_is_closed_after_bounded_tries(fake_repl
     gen = generator(tmp_path, breaker_failure_threshold=2)  # would open if fetch failures counted as outages
     request = request_for(gen)
     with pytest.raises(GenerationError) as caught:
-        gen.generate(request, run_id="run-1")
+        gen.metered.generate(request, run_id="run-1")
     [made] = fake_replicate.predictions
     assert fake_replicate.created_total == 1
     assert made in caught.value.reason and "could not be fetched in 3 tries" in caught.value.reason
@@ -162,9 +162,9 @@ def test_an_output_that_is_never_fetched_is_closed_after_bounded_tries(fake_repl
     assert gen.circuit.state() is BreakerState.CLOSED
     # The next run is never re-attached to it: it creates a fresh prediction (which now delivers).
     fake_replicate.succeeded_output = REAL
-    pending = gen.generate(request, run_id="run-2")
+    pending = gen.metered.generate(request, run_id="run-2")
     assert pending.rendered.prediction_id != made and fake_replicate.created_total == 2
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     assert money_violations(gen.ledger.engine, caps=CAPS, provider_bill_usd=fake_replicate.bill_usd) == []
 
 
@@ -175,15 +175,15 @@ def test_a_journaled_prediction_too_old_to_re_attach_is_charged_what_it_was_bill
     request = request_for(gen)
     fake_replicate.succeeded_output = ["{base}/money/delivery-down"]
     with pytest.raises(GenerationError):
-        gen.generate(request, run_id="run-1")  # one failed fetch: journaled, reservation kept open
+        gen.metered.generate(request, run_id="run-1")  # one failed fetch: journaled, reservation kept open
     [old] = fake_replicate.predictions
     assert gen.ledger.status(CAPS).open_reservations == 1
     with gen.ledger.engine.begin() as connection:
         connection.execute(update(prediction_journal).values(created_at=datetime.now(UTC) - timedelta(hours=2)))
     fake_replicate.succeeded_output = REAL
-    pending = gen.generate(request, run_id="run-2")
+    pending = gen.metered.generate(request, run_id="run-2")
     assert pending.rendered.prediction_id != old and fake_replicate.created_total == 2
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     [expired] = [e for e in gen.ledger.entries() if e["kind"] == "charge" and e["prediction_id"] == old]
     assert expired["amount_usd"] == pytest.approx(0.003) and "expired" in expired["reason"]
     # Created twice on purpose: the first prediction's output was gone for good.
@@ -193,10 +193,10 @@ def test_a_journaled_prediction_too_old_to_re_attach_is_charged_what_it_was_bill
 def test_a_garbled_poll_answer_names_the_prediction_and_re_attaches(fake_replicate, tmp_path: Path) -> None:
     fake_replicate.garbled_reads = 1
     gen = generator(tmp_path)
-    pending = gen.generate(request_for(gen), run_id="run-1")
+    pending = gen.metered.generate(request_for(gen), run_id="run-1")
     [made] = fake_replicate.predictions
     assert pending.rendered.prediction_id == made and fake_replicate.created_total == 1
     [first] = gen.attempt_log.history()
     assert f"polling prediction {made}" in first["detail"] and "unreadable answer" in first["detail"] and "(JSONDecodeError)" in first["detail"]
-    gen.settle(pending, sha256="0" * 64)
+    gen.metered.settle(pending, sha256="0" * 64)
     assert violations(gen, fake_replicate) == []

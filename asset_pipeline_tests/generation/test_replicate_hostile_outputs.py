@@ -32,7 +32,7 @@ def request(gen: ImageGenerator, marker: str, *, key: str = "img-00", size: int 
 
 def failure(gen: ImageGenerator, marker: str, **kwargs) -> str:
     with pytest.raises(RetriesExhausted) as caught:
-        gen.generate(request(gen, marker), run_id="run-1", **kwargs)
+        gen.metered.generate(request(gen, marker), run_id="run-1", **kwargs)
     return caught.value.reason
 
 
@@ -87,8 +87,8 @@ def test_a_dripping_delivery_fails_at_the_deadline_and_is_re_attached_later(fake
     assert gen.ledger.status(CAPS).open_reservations == 1 and gen.ledger.status(CAPS).spent_total_usd == 0
 
     fake_replicate.drip_enabled = False  # the delivery recovers; the next run re-attaches for free
-    pending = gen.generate(request(gen, "[[drip]]"), run_id="run-2")
-    gen.settle(pending, sha256="0" * 64)
+    pending = gen.metered.generate(request(gen, "[[drip]]"), run_id="run-2")
+    gen.metered.settle(pending, sha256="0" * 64)
     assert fake_replicate.created_total == 1
     status = gen.ledger.status(CAPS)
     assert status.open_reservations == 0 and status.spent_total_usd == pytest.approx(fake_replicate.bill_usd)
@@ -101,7 +101,7 @@ def test_a_run_terminated_during_a_drip_stops_within_seconds_and_charges_nothing
     threading.Thread(target=lambda: fake_replicate.drip_started.wait(30) and cancelled.set(), daemon=True).start()
     started = time.monotonic()
     with pytest.raises(GenerationError, match="run terminated while downloading prediction") as caught:
-        gen.generate(request(gen, "[[drip]]"), run_id="run-1", cancelled=cancelled)
+        gen.metered.generate(request(gen, "[[drip]]"), run_id="run-1", cancelled=cancelled)
     assert time.monotonic() - started < 10, caught.value.reason
     status = gen.ledger.status(CAPS)
     assert status.spent_total_usd == 0 and status.open_reservations == 1
@@ -112,7 +112,7 @@ def test_a_run_terminated_during_a_drip_stops_within_seconds_and_charges_nothing
 def test_an_open_circuit_after_a_failure_names_the_failure(fake_replicate, tmp_path: Path) -> None:
     gen = generator(tmp_path, breaker_minimum_calls=1, breaker_window_calls=1, backoff_base_s=0.0, max_outage_s=0)
     with pytest.raises(GenerationError) as caught:
-        gen.generate(request(gen, "[[fail]]"), run_id="run-1")
+        gen.metered.generate(request(gen, "[[fail]]"), run_id="run-1")
     reason = caught.value.reason
     assert reason.startswith("provider unavailable since ") and "injected model failure" in reason
     assert "transient->backoff" in reason

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from asset_pipeline.errors import CircuitOpenError
-from asset_pipeline.generation.pricing import DEFAULT_PRICES, ModelPrice
 from asset_pipeline.ledger.attempts import AttemptLog
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.circuit import BreakerConfig, BreakerState, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline.resources.generator_config import ModelPriceConfig, default_price_config
 from asset_pipeline_testing.helpers import image_statuses, materializations, materialize, pipeline_defs, write_catalog
 
 
@@ -47,7 +47,7 @@ def test_an_unavailable_model_moves_down_the_fallback_chain(fake_replicate, tmp_
     fake_replicate.unavailable_models = {"acme/retired"}
     defs = pipeline_defs(write_catalog(tmp_path / "c.yaml", entries(1)), data_dir, backend="replicate",
                          model="acme/retired", fallback_models="black-forest-labs/flux-schnell")
-    prices = {**DEFAULT_PRICES, "acme/retired": ModelPrice(per_image_usd=0.01, size_input="aspect_ratio")}
+    prices = {**default_price_config(), "acme/retired": ModelPriceConfig(per_image_usd=0.01, size_input="aspect_ratio")}
     result = materialize(defs, instance, partition="img-00", resources={"image_generator": generator_with(defs, prices=prices)})
     assert result.success
     meta = materializations(result)["img-00"]

@@ -11,7 +11,8 @@ import sys
 import pytest
 from PIL import Image
 
-from asset_pipeline.imaging.bounded import ImageRefused, decode_bounded, read_header
+from asset_pipeline.errors import ImageRefused
+from asset_pipeline.imaging.bounded import decode_bounded, read_header
 from asset_pipeline.imaging.fit import fit_to_png
 from asset_pipeline.imaging.inspect import inspect_image
 from asset_pipeline_testing.fake_replicate.server import pixel_bomb

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline.ledger.budget_ledger import BudgetExhausted, BudgetLedger
+from asset_pipeline.errors import BudgetExhaustedError
+from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline_testing.ledger_race import reserve_until_exhausted
@@ -32,17 +33,17 @@ def ledger(tmp_path: Path) -> BudgetLedger:
 
 def test_open_reservations_count_against_the_caps_until_closed(ledger: BudgetLedger) -> None:
     first = reserve(ledger, 0.2)
-    with pytest.raises(BudgetExhausted, match="the per-run cap is \\$0.3000, \\$0.2000 is already"):
+    with pytest.raises(BudgetExhaustedError, match="the per-run cap is \\$0.3000, \\$0.2000 is already"):
         reserve(ledger, 0.15)
     assert ledger.release(first, reason="provider said no")
     assert not ledger.release(first, reason="twice")  # closing is idempotent
     second = reserve(ledger, 0.25)
     assert ledger.charge(second, amount_usd=0.25, prediction_id="p1", reason="stored")
-    with pytest.raises(BudgetExhausted) as caught:
+    with pytest.raises(BudgetExhaustedError) as caught:
         reserve(ledger, 0.1)
-    assert caught.value.violation.cap == "per-run"
+    assert caught.value.cap == "per-run"
     reserve(ledger, 0.2, run_id="run-2")
-    with pytest.raises(BudgetExhausted, match="daily cap"):
+    with pytest.raises(BudgetExhaustedError, match="daily cap"):
         reserve(ledger, 0.1, run_id="run-3")
     status = ledger.status(CAPS)
     assert (status.spent_total_usd, status.reserved_usd, status.open_reservations) == (0.25, pytest.approx(0.2), 1)

@@ -25,15 +25,15 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, delete
 
+from asset_pipeline.errors import BudgetExhaustedError, NonFiniteAmount
 from asset_pipeline.generation.pricing import DEFAULT_PRICES, billed_usd
 from asset_pipeline.ledger.budget_ledger import (
-    BudgetExhausted,
     BudgetLedger,
     Reservation,
 )
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
-from asset_pipeline.ledger.money import BudgetCaps, NonFiniteAmount, is_finite_number
+from asset_pipeline.ledger.money import BudgetCaps, is_finite_number
 from asset_pipeline.ledger.schema import metadata
 from asset_pipeline_testing.money_invariants import money_violations
 from asset_pipeline_testing.postgres import fresh_database
@@ -71,7 +71,7 @@ class MoneyMachine(RuleBasedStateMachine):
                                        model="stability-ai/sdxl", amount_usd=amount, caps=self.caps)
         except NonFiniteAmount:
             assert not is_finite_number(amount) or amount < 0
-        except BudgetExhausted:
+        except BudgetExhaustedError:
             pass
         return None
 

@@ -16,7 +16,7 @@ def test_placeholder_is_the_default_and_costs_nothing() -> None:
     generator = ImageGenerator()
     request = generator.request_for(SPEC)
     assert (request.backend, request.model) == ("placeholder", "placeholder-v1")
-    pending = generator.generate(request)
+    pending = generator.metered.generate(request)
     assert pending.reservation is None  # free backends never touch the ledger
     assert pending.rendered.cost_usd == 0.0 and pending.rendered.png.startswith(b"\x89PNG")
 
@@ -24,7 +24,7 @@ def test_placeholder_is_the_default_and_costs_nothing() -> None:
 def test_bytes_that_are_not_an_image_are_refused() -> None:
     generator = BrokenBytesGenerator()
     with pytest.raises(InvalidImageError, match="icon-1: backend returned not a decodable image"):
-        generator.generate(generator.request_for(SPEC))
+        generator.metered.generate(generator.request_for(SPEC))
 
 
 def test_the_diffusers_backend_without_a_model_directory_names_the_variable() -> None:
