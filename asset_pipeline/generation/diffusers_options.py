@@ -11,7 +11,6 @@ import dagster as dg
 from pydantic import Field
 
 from asset_pipeline.errors import ConfigurationError
-from asset_pipeline.settings import from_settings
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "float16", "bfloat16", "float32"]
@@ -23,30 +22,31 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class DiffusersOptions(dg.Config):
     """Where the SDXL pipeline lives and how to run it (ASSET_PIPELINE_DIFFUSERS_*).
 
-    Defaults come from the settings, so a partial run config keeps the operator's values.
+    Declared once: the environment settings nest this block (ASSET_PIPELINE_DIFFUSERS_*, and
+    ASSET_PIPELINE_GPU_HOUR_USD), and the generator resource takes it as its `diffusers` config.
     """
 
     model_dir: str | None = Field(
-        default_factory=from_settings("diffusers_model"), description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
+        default=None, description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
     )
     refiner_dir: str | None = Field(
-        default_factory=from_settings("diffusers_refiner"), description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
+        default=None, description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
     )
     refiner_split: float = Field(
-        default_factory=from_settings("diffusers_refiner_split"), gt=0, lt=1,
+        default=0.8, gt=0, lt=1,
         description="Fraction of the noise schedule run by the base before the refiner takes over.",
     )
-    device: Device = Field(default_factory=from_settings("diffusers_device"), description="cuda, mps or cpu; auto picks the best available.")
-    dtype: DType = Field(default_factory=from_settings("diffusers_dtype"), description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
-    attention_slicing: bool = Field(default_factory=from_settings("diffusers_attention_slicing"), description="Slice attention to save memory on small GPUs.")
-    vae_tiling: bool = Field(default_factory=from_settings("diffusers_vae_tiling"), description="Decode the VAE in tiles to save memory at large sizes.")
-    cpu_offload: bool = Field(default_factory=from_settings("diffusers_cpu_offload"), description="Keep idle sub-models on the CPU (cuda only; slower).")
-    watermark: bool = Field(default_factory=from_settings("diffusers_watermark"), description="Apply SDXL's invisible watermark (needs invisible-watermark).")
+    device: Device = Field(default="auto", description="cuda, mps or cpu; auto picks the best available.")
+    dtype: DType = Field(default="auto", description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
+    attention_slicing: bool = Field(default=False, description="Slice attention to save memory on small GPUs.")
+    vae_tiling: bool = Field(default=False, description="Decode the VAE in tiles to save memory at large sizes.")
+    cpu_offload: bool = Field(default=False, description="Keep idle sub-models on the CPU (cuda only; slower).")
+    watermark: bool = Field(default=False, description="Apply SDXL's invisible watermark (needs invisible-watermark).")
     gpu_hour_usd: float = Field(
-        default_factory=from_settings("gpu_hour_usd"), ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
+        default=0.0, ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
     )
     max_render_seconds: float = Field(
-        default_factory=from_settings("diffusers_max_render_seconds"), gt=0, description="An image taking longer is stopped; the reservation covers this long."
+        default=600.0, gt=0, description="An image taking longer is stopped; the reservation covers this long."
     )
 
 
