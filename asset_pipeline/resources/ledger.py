@@ -25,6 +25,7 @@ from asset_pipeline.ledger.charges import charged_by_request
 from asset_pipeline.ledger.circuit import BreakerState, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.recorded_caps import CapsSource, current_caps
+from asset_pipeline.resources.run_config_guard import enforce_operator_config
 from asset_pipeline.settings import from_settings
 
 
@@ -69,6 +70,15 @@ class CircuitState:
         return self.state is BreakerState.OPEN
 
 
+# Run config changes none of it: the operator's environment decides where the ledger is and what the
+# caps and the breaker are (a run lowers its own caps on `image_generator`, which records them).
+FIXED_FIELDS = {
+    "database_url": "ASSET_PIPELINE_DATABASE_URL",
+    "budget": "ASSET_PIPELINE_BUDGET_*",
+    "breaker": "ASSET_PIPELINE_BREAKER_*",
+}
+
+
 class LedgerResource(dg.ConfigurableResource):
     """Reads the budget ledger (reservations, charges, recorded caps, circuit events)."""
 
@@ -86,6 +96,9 @@ class LedgerResource(dg.ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        enforce_operator_config(self, context, label="ledger", fixed=FIXED_FIELDS)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
