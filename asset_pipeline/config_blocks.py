@@ -6,6 +6,11 @@ variable (`settings.BLOCKS` names them, e.g. ASSET_PIPELINE_BUDGET_TOTAL_USD -> 
 the resources nest them as run config (`image_generator.budget.total_usd`, `ledger.breaker.cooldown_s`),
 defaulting to the operator's values. The diffusers block is `generation/diffusers_options.py`,
 because the core backend takes it as it is.
+
+Defaults are factories (`default_factory=lambda: 20.0`), never plain values: Dagster writes a plain
+default into the run's config, where the run-config guard could not tell it from a value the run
+set; with a factory Dagster leaves it out, and the guard keeps the operator's value
+(`resources/run_config_guard.py`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
 class BudgetOptions(dg.Config):
     """Spending caps (ASSET_PIPELINE_BUDGET_*); run config may only lower them."""
 
-    total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
+    total_usd: float = Field(default_factory=lambda: 20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
                              description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD).")
-    daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
+    daily_usd: float = Field(default_factory=lambda: 10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
                              description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD).")
-    per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
+    per_run_usd: float = Field(default_factory=lambda: 20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
                                description="Cap per Dagster run (ASSET_PIPELINE_BUDGET_PER_RUN_USD).")
 
     @property
@@ -37,16 +42,15 @@ class BudgetOptions(dg.Config):
 class RetryOptions(dg.Config):
     """How one image is retried, all strategies together (ASSET_PIPELINE_MAX_ATTEMPTS, ...)."""
 
-    max_attempts: int = Field(default=6, ge=1, le=20,
+    max_attempts: int = Field(default_factory=lambda: 6, ge=1, le=20,
                               description="Attempts per image, all strategies together (ASSET_PIPELINE_MAX_ATTEMPTS).")
-    backoff_base_s: float = Field(default=1.0, ge=0, le=3600, allow_inf_nan=False,
+    backoff_base_s: float = Field(default_factory=lambda: 1.0, ge=0, le=3600, allow_inf_nan=False,
                                   description="First backoff ceiling for transient errors (ASSET_PIPELINE_BACKOFF_BASE_S).")
-    backoff_cap_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False,
+    backoff_cap_s: float = Field(default_factory=lambda: 30.0, ge=0, le=3600, allow_inf_nan=False,
                                  description="Longest backoff between attempts (ASSET_PIPELINE_BACKOFF_CAP_S).")
-    max_wait_s: float = Field(default=120.0, ge=0, le=3600, allow_inf_nan=False,
+    max_wait_s: float = Field(default_factory=lambda: 120.0, ge=0, le=3600, allow_inf_nan=False,
                               description="Longest wait a rate limit may impose before a retry (ASSET_PIPELINE_MAX_WAIT_S).")
-    max_retry_spend_usd: float = Field(
-        default=0.10, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
+    max_retry_spend_usd: float = Field(default_factory=lambda: 0.10, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
         description="Stop retrying an image once its failed attempts were billed this much; run config may only "
         "lower it (ASSET_PIPELINE_MAX_RETRY_SPEND_USD).",
     )
@@ -55,8 +59,7 @@ class RetryOptions(dg.Config):
         description="Ordered models to fall back to when the model is unavailable (ASSET_PIPELINE_FALLBACK_MODELS, "
         "comma-separated).",
     )
-    max_outage_s: float = Field(
-        default=600.0, ge=0, le=86_400, allow_inf_nan=False,
+    max_outage_s: float = Field(default_factory=lambda: 600.0, ge=0, le=86_400, allow_inf_nan=False,
         description="Longest provider outage a run waits out before failing its partitions (ASSET_PIPELINE_MAX_OUTAGE_S).",
     )
 
@@ -72,17 +75,17 @@ class RetryOptions(dg.Config):
 class BreakerOptions(dg.Config):
     """The provider circuit breaker (ASSET_PIPELINE_BREAKER_*), shared by every run through the ledger."""
 
-    failure_rate: float = Field(default=0.5, gt=0, le=1, description="Share of failed provider calls in the window "
+    failure_rate: float = Field(default_factory=lambda: 0.5, gt=0, le=1, description="Share of failed provider calls in the window "
                                 "that opens the circuit (ASSET_PIPELINE_BREAKER_FAILURE_RATE).")
-    window_calls: int = Field(default=50, ge=1, le=100_000, description="The sliding window: this many most recent "
+    window_calls: int = Field(default_factory=lambda: 50, ge=1, le=100_000, description="The sliding window: this many most recent "
                               "calls (ASSET_PIPELINE_BREAKER_WINDOW_CALLS).")
-    minimum_calls: int = Field(default=20, ge=1, le=100_000, description="Calls the window must hold before the failure "
+    minimum_calls: int = Field(default_factory=lambda: 20, ge=1, le=100_000, description="Calls the window must hold before the failure "
                                "rate counts (ASSET_PIPELINE_BREAKER_MINIMUM_CALLS).")
-    window_s: float = Field(default=60.0, gt=0, le=86_400, allow_inf_nan=False, description="Calls older than this "
+    window_s: float = Field(default_factory=lambda: 60.0, gt=0, le=86_400, allow_inf_nan=False, description="Calls older than this "
                             "fall out of the window (ASSET_PIPELINE_BREAKER_WINDOW_S).")
-    cooldown_s: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False, description="How long an open "
+    cooldown_s: float = Field(default_factory=lambda: 30.0, gt=0, le=86_400, allow_inf_nan=False, description="How long an open "
                               "circuit stays open (ASSET_PIPELINE_BREAKER_COOLDOWN_S).")
-    half_open_calls: int = Field(default=3, ge=1, le=1_000, description="Trial requests let through when half-open; a "
+    half_open_calls: int = Field(default_factory=lambda: 3, ge=1, le=1_000, description="Trial requests let through when half-open; a "
                                  "majority of successes closes it (ASSET_PIPELINE_BREAKER_HALF_OPEN_CALLS).")
 
     @property

@@ -26,27 +26,22 @@ class DiffusersOptions(dg.Config):
     ASSET_PIPELINE_GPU_HOUR_USD), and the generator resource takes it as its `diffusers` config.
     """
 
-    model_dir: str | None = Field(
-        default=None, description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
+    model_dir: str | None = Field(default_factory=lambda: None, description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
     )
-    refiner_dir: str | None = Field(
-        default=None, description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
+    refiner_dir: str | None = Field(default_factory=lambda: None, description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
     )
-    refiner_split: float = Field(
-        default=0.8, gt=0, lt=1,
+    refiner_split: float = Field(default_factory=lambda: 0.8, gt=0, lt=1,
         description="Fraction of the noise schedule run by the base before the refiner takes over.",
     )
-    device: Device = Field(default="auto", description="cuda, mps or cpu; auto picks the best available.")
-    dtype: DType = Field(default="auto", description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
-    attention_slicing: bool = Field(default=False, description="Slice attention to save memory on small GPUs.")
-    vae_tiling: bool = Field(default=False, description="Decode the VAE in tiles to save memory at large sizes.")
-    cpu_offload: bool = Field(default=False, description="Keep idle sub-models on the CPU (cuda only; slower).")
-    watermark: bool = Field(default=False, description="Apply SDXL's invisible watermark (needs invisible-watermark).")
-    gpu_hour_usd: float = Field(
-        default=0.0, ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
+    device: Device = Field(default_factory=lambda: "auto", description="cuda, mps or cpu; auto picks the best available.")
+    dtype: DType = Field(default_factory=lambda: "auto", description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
+    attention_slicing: bool = Field(default_factory=lambda: False, description="Slice attention to save memory on small GPUs.")
+    vae_tiling: bool = Field(default_factory=lambda: False, description="Decode the VAE in tiles to save memory at large sizes.")
+    cpu_offload: bool = Field(default_factory=lambda: False, description="Keep idle sub-models on the CPU (cuda only; slower).")
+    watermark: bool = Field(default_factory=lambda: False, description="Apply SDXL's invisible watermark (needs invisible-watermark).")
+    gpu_hour_usd: float = Field(default_factory=lambda: 0.0, ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
     )
-    max_render_seconds: float = Field(
-        default=600.0, gt=0, description="An image taking longer is stopped; the reservation covers this long."
+    max_render_seconds: float = Field(default_factory=lambda: 600.0, gt=0, description="An image taking longer is stopped; the reservation covers this long."
     )
 
 
