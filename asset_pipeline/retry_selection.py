@@ -1,4 +1,4 @@
-"""Which image partitions to re-run, what they would cost, and the work that re-runs them.
+"""Which image partitions to re-run, and the work that re-runs them (their cost: `cost_estimate.py`).
 
 Shared by `asset-pipeline retry-failed`, the `failed_images_sensor` and the images schedule. A
 backfill (not a single run) is what Dagster offers for an arbitrary set of partitions: its daemon
