@@ -14,10 +14,9 @@ import dagster as dg
 
 from asset_pipeline.assets import build_assets
 from asset_pipeline.assets.keys import IMAGE_CATALOG
-from asset_pipeline.catalog import load_catalog
 from asset_pipeline.errors import CatalogError, ConfigurationError
 from asset_pipeline.resources.catalog_file import CatalogFile
-from asset_pipeline.resources.configured import image_generator, progress_hub
+from asset_pipeline.resources.configured import image_generator, ledger, progress_hub
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.sensors.failed_images import failed_images_sensor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
@@ -28,8 +27,7 @@ from asset_pipeline.storage.data_dir import check_data_dir
 
 def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
-    catalog_path = str(settings.catalog) if settings.catalog else None
-    catalog = load_catalog(catalog_path)
+    catalog = settings.load_catalog()
     with warnings.catch_warnings():
         # observable_source_asset, backfill_policy and partitioned check specs are marked beta or
         # preview; we rely on them knowingly (see DESIGN.md) and keep the CLI output clean.
@@ -39,7 +37,8 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         sensors=[failed_images_sensor, run_events_to_hub],
-        schedules=build_schedules(images_cron=settings.images_cron, summaries_cron=settings.summaries_cron),
+        schedules=build_schedules(images_cron=settings.images_cron, summaries_cron=settings.summaries_cron,
+                                  partitions_per_run=settings.partitions_per_run),
         jobs=[
             summaries_job,
             dg.define_asset_job(
@@ -49,9 +48,10 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
             )
         ],
         resources={
-            "catalog_file": CatalogFile(path=catalog_path),
+            "catalog_file": CatalogFile(path=settings.catalog_file),
             "image_store": ImageStore(root=str(settings.data_dir)),
             "image_generator": image_generator(settings),
+            "ledger": ledger(settings),
             "progress_hub": progress_hub(settings),
         },
         # Every partition of a run is generated inside one process (see assets/images.py); the

@@ -1,4 +1,4 @@
-"""Which image partitions to re-run, what they would cost, and the work that re-runs them.
+"""Which image partitions to re-run, and the work that re-runs them (their cost: `cost_estimate.py`).
 
 Shared by `asset-pipeline retry-failed`, the `failed_images_sensor` and the images schedule. A
 backfill (not a single run) is what Dagster offers for an arbitrary set of partitions: its daemon
@@ -25,8 +25,6 @@ from asset_pipeline.dagster_internals import (
     make_new_backfill_id,
 )
 from asset_pipeline.partition_status import partition_statuses
-from asset_pipeline.resources.image_generator import ImageGenerator
-from asset_pipeline.resources.image_store import ImageStore
 
 RETRY_TAG = "asset_pipeline/retry"
 PARTITION_COUNT_TAG = "asset_pipeline/partition_count"
@@ -50,16 +48,6 @@ def _is_fallback(record: dg.EventLogRecord) -> bool:
     materialization = record.asset_materialization
     entry = materialization.metadata.get("fallback") if materialization else None
     return bool(entry and entry.value)
-
-
-def estimated_costs(keys: Iterable[str], *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> dict[str, float]:
-    """Partition -> estimated USD to generate it now; cache hits cost 0."""
-    backend = generator.active_backend
-    costs = {}
-    for key in keys:
-        request = generator.request_for(catalog.get(key))
-        costs[key] = 0.0 if store.contains(request.request_hash) else backend.reservation_usd(request.model)
-    return costs
 
 
 def within_budget(costs: dict[str, float], budget_usd: float) -> list[str]:
@@ -96,12 +84,13 @@ def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: li
     return backfill.backfill_id
 
 
-def contiguous_ranges(keys: Iterable[str], order: list[str]) -> list[list[str]]:
-    """`keys` split into runs of neighbours in `order` (the partitions definition's order)."""
+def contiguous_ranges(keys: Iterable[str], order: list[str], *, max_size: int | None = None) -> list[list[str]]:
+    """`keys` split into runs of neighbours in `order` (the partitions definition's order), each at
+    most `max_size` long: what a backfill with `BackfillPolicy.multi_run(max_size)` launches."""
     position = {key: index for index, key in enumerate(order)}
     ranges: list[list[str]] = []
     for key in sorted(set(keys), key=position.__getitem__):
-        if ranges and position[ranges[-1][-1]] == position[key] - 1:
+        if ranges and position[ranges[-1][-1]] == position[key] - 1 and (max_size is None or len(ranges[-1]) < max_size):
             ranges[-1].append(key)
         else:
             ranges.append([key])
@@ -114,11 +103,13 @@ def describe_keys(keys: list[str], *, limit: int = 8) -> str:
     return shown if len(keys) <= limit else f"{shown}, ... (+{len(keys) - limit} more)"
 
 
-def range_run_requests(costs: dict[str, float], order: list[str], *, reason: str) -> list[dg.RunRequest]:
-    """One partition-range run of `images` per contiguous range of `costs`' keys, each tagged with
-    its range, partition count and estimated cost (what the UI's tick and preview show)."""
+def range_run_requests(costs: dict[str, float], order: list[str], *, reason: str,
+                       partitions_per_run: int | None = None) -> list[dg.RunRequest]:
+    """One partition-range run of `images` per contiguous range of `costs`' keys, split into runs of
+    at most `partitions_per_run` partitions as backfills are (ASSET_PIPELINE_PARTITIONS_PER_RUN), each
+    tagged with its range, partition count and estimated cost (what the UI's tick and preview show)."""
     requests = []
-    for keys in contiguous_ranges(costs, order):
+    for keys in contiguous_ranges(costs, order, max_size=partitions_per_run):
         first, last = keys[0], keys[-1]
         estimate = round(sum(costs[key] for key in keys), 6)
         requests.append(dg.RunRequest(

@@ -1,8 +1,12 @@
 """Process-wide settings read from `ASSET_PIPELINE_*` environment variables (pydantic-settings).
 
 The operator's environment is the authority: `definitions.py` hands these values to the resources,
-whose field defaults also come from here (`from_settings`), so a run config that sets a few fields
-keeps every other one at the operator's value. Run config may tighten the caps and tune harmless
+whose field defaults also come from here (`from_settings`, `setting_field`), so a run config that
+sets a few fields keeps every other one at the operator's value. Each setting is declared once:
+scalars here (resources copy their bounds with `setting_field`), groups as nested config blocks
+(`config_blocks.py`, `generation/diffusers_options.py`) that both this class and the resources nest;
+`BLOCKS` names each block field's documented variable (ASSET_PIPELINE_BUDGET_TOTAL_USD ->
+`budget.total_usd`), and the flat names (`budget_total_usd=...`) are accepted as keywords too. Run config may tighten the caps and tune harmless
 knobs, never raise a cap, switch the backend or move the ledger (`resources/run_config_guard.py`).
 Secrets are not read here: they are bound with `dg.EnvVar` in `definitions.py` so Dagster never
 stores their values.
@@ -11,15 +15,18 @@ stores their values.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from asset_pipeline.catalog import Catalog, load_catalog
+from asset_pipeline.config_blocks import BreakerOptions, BudgetOptions, RetryOptions
 from asset_pipeline.errors import ConfigurationError
-from asset_pipeline.ledger.money import MAX_BUDGET_USD
+from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.storage.database_url import check_database_url
 
 Backend = Literal["placeholder", "replicate", "diffusers"]
@@ -29,6 +36,61 @@ def _default_data_dir() -> Path:
     home = os.environ.get("DAGSTER_HOME")
     base = Path(home) if home else Path.cwd() / ".dagster_home"
     return base / "asset_pipeline_data"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A nested config block and the documented environment variable of each of its fields."""
+
+    options: type[BaseModel]
+    prefix: str  # a field's variable is prefix + FIELD_NAME unless `renamed` says otherwise
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+    def variables(self) -> dict[str, str]:
+        return {name: self.renamed.get(name) or self.prefix + name.upper() for name in self.options.model_fields}
+
+
+BLOCKS = {
+    "budget": Block(BudgetOptions, "ASSET_PIPELINE_BUDGET_"),
+    "retries": Block(RetryOptions, "ASSET_PIPELINE_"),
+    "breaker": Block(BreakerOptions, "ASSET_PIPELINE_BREAKER_"),
+    "diffusers": Block(DiffusersOptions, "ASSET_PIPELINE_DIFFUSERS_", {
+        "model_dir": "ASSET_PIPELINE_DIFFUSERS_MODEL", "refiner_dir": "ASSET_PIPELINE_DIFFUSERS_REFINER",
+        "gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD"}),
+}
+# flat name (the variable without ASSET_PIPELINE_, lower case) -> (block, field)
+FLAT_NAMES = {variable.removeprefix("ASSET_PIPELINE_").lower(): (block, name)
+              for block, spec in BLOCKS.items() for name, variable in spec.variables().items()}
+
+
+def fold_flat_names(data: Any) -> Any:
+    """`budget_total_usd=5` (a keyword named as the variable reads) sets `budget.total_usd`; used by the
+    settings and by the resources that nest the blocks, so flat keywords keep working for both."""
+    if not isinstance(data, Mapping) or not FLAT_NAMES.keys() & data.keys():
+        return data
+    folded = dict(data)
+    for flat in sorted(FLAT_NAMES.keys() & data.keys()):
+        block, name = FLAT_NAMES[flat]
+        current = folded.get(block) or {}
+        current = current.model_dump() if isinstance(current, BaseModel) else dict(current)
+        folded[block] = {**current, name: folded.pop(flat)}
+    return folded
+
+
+class _BlockVariables(PydanticBaseSettingsSource):
+    """Reads each block field from its documented variable (pydantic-settings' own nested-variable
+    scheme, ASSET_PIPELINE_BUDGET__TOTAL_USD, would rename every documented variable)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for block, spec in BLOCKS.items():
+            values = {name: os.environ[variable] for name, variable in spec.variables().items() if variable in os.environ}
+            if values:
+                found[block] = values
+        return found
 
 
 class PipelineSettings(BaseSettings):
@@ -45,45 +107,49 @@ class PipelineSettings(BaseSettings):
     )
     max_concurrency: int = Field(default=8, ge=1, le=256, description="images generated at once in one run")
     database_url: str | None = Field(default=None, description="ledger database URL; None is ledger.db in the data dir")
-    budget_total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap on all spending")
-    budget_daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per UTC day")
-    budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per Dagster run")
     requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second from one run")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
-    max_attempts: int = Field(default=6, ge=1, le=20, description="attempts per image, all retry strategies together")
-    backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
-    fallback_models: str = Field(default="", description="comma-separated models to fall back to, in order")
     fallback_images: bool = Field(default=False, description="store a generic per-category image when all else fails")
     fallback_image_dir: Path | None = Field(default=None, description="folder of <category>.png fallback images")
-    diffusers_model: str | None = Field(default=None, description="local SDXL base directory")
-    diffusers_refiner: str | None = Field(default=None, description="local SDXL refiner directory")
-    diffusers_refiner_split: float = Field(default=0.8, gt=0, lt=1, description="share of the schedule run by the base")
-    diffusers_device: Literal["auto", "cuda", "mps", "cpu"] = Field(default="auto", description="device to run on")
-    diffusers_dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(default="auto", description="weights dtype")
-    diffusers_attention_slicing: bool = Field(default=False, description="slice attention (small GPUs)")
-    diffusers_vae_tiling: bool = Field(default=False, description="decode the VAE in tiles (large images)")
-    diffusers_cpu_offload: bool = Field(default=False, description="offload idle sub-models to the CPU")
-    diffusers_watermark: bool = Field(default=False, description="apply SDXL's invisible watermark")
-    diffusers_max_render_seconds: float = Field(default=600.0, gt=0, description="stop an image after this long")
-    gpu_hour_usd: float = Field(default=0.0, ge=0, description="price of one GPU hour for the diffusers backend")
     hub_url: str = Field(default="http://127.0.0.1:4500", description="where progress is published")
     hub_enabled: bool = Field(default=True, description="publish progress to the hub at all")
     images_cron: str = Field(default="0 3 * * *", description="cron of the images_within_budget schedule")
     summaries_cron: str = Field(default="30 6 * * *", description="cron of the summaries refresh schedule")
-    max_outage_s: float = Field(default=600.0, ge=0, description="longest provider outage a run waits out")
-    breaker_cooldown_s: float = Field(default=30.0, gt=0, description="how long an open provider circuit stays open")
-    breaker_minimum_calls: int = Field(default=20, ge=1, description="calls in the breaker's window before it may open")
     delivery_hosts: str | None = Field(
         default=None, description="comma-separated hosts output files may come from; unset: Replicate's delivery hosts"
     )
     max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False, description="largest output file downloaded")
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False, description="deadline of one download")
     max_output_megapixels: float = Field(default=40.0, gt=0, le=40, allow_inf_nan=False, description="cap on an output's pixels")
+    budget: BudgetOptions = Field(default_factory=BudgetOptions, description="spending caps (ASSET_PIPELINE_BUDGET_*)")
+    retries: RetryOptions = Field(default_factory=RetryOptions, description="attempts, backoff, fallback models")
+    breaker: BreakerOptions = Field(default_factory=BreakerOptions, description="the provider circuit breaker")
+    diffusers: DiffusersOptions = Field(default_factory=DiffusersOptions, description="the local SDXL pipeline")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _BlockVariables(settings_cls), env_settings, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_names(cls, data: Any) -> Any:
+        return fold_flat_names(data)
 
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:
         return check_database_url(value) if value else value
+
+    @property
+    def catalog_file(self) -> str | None:
+        """The catalog file as the loader takes it; None is the bundled catalog."""
+        return str(self.catalog) if self.catalog else None
+
+    def load_catalog(self) -> Catalog:
+        """The configured catalog (ASSET_PIPELINE_CATALOG), validated; `CatalogError` names each problem."""
+        return load_catalog(self.catalog_file)
 
     @property
     def ledger_url(self) -> str:
@@ -96,8 +162,17 @@ def load_settings() -> PipelineSettings:
         return PipelineSettings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        variable = "ASSET_PIPELINE_" + str(first["loc"][0]).upper() if first["loc"] else "ASSET_PIPELINE_*"
-        raise ConfigurationError(variable, first["msg"].removeprefix("Value error, ")) from None
+        raise ConfigurationError(variable_of(first["loc"]), first["msg"].removeprefix("Value error, ")) from None
+
+
+def variable_of(location: tuple[Any, ...]) -> str:
+    """The environment variable behind a validation error's location, e.g. ('budget', 'total_usd')."""
+    if not location:
+        return "ASSET_PIPELINE_*"
+    block = BLOCKS.get(str(location[0]))
+    if block is not None and len(location) > 1:
+        return block.variables().get(str(location[1]), "ASSET_PIPELINE_*")
+    return "ASSET_PIPELINE_" + str(location[0]).upper()
 
 
 def from_settings(name: str, convert: Callable[[Any], Any] = lambda value: value) -> Callable[[], Any]:
@@ -107,3 +182,13 @@ def from_settings(name: str, convert: Callable[[Any], Any] = lambda value: value
     partial run config, so the field keeps the operator's value instead of a class default.
     """
     return lambda: convert(getattr(load_settings(), name))
+
+
+def setting_field(name: str, convert: Callable[[Any], Any] = lambda value: value) -> Any:
+    """A resource field declared by setting `name`: its bounds and description, the operator's value
+    as default (`from_settings`). The resource states only the type."""
+    declared = PipelineSettings.model_fields[name]
+    info = Field(default_factory=from_settings(name, convert),
+                 description=f"{declared.description} (ASSET_PIPELINE_{name.upper()}).")
+    info.metadata = list(declared.metadata)
+    return info

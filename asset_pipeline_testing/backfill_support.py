@@ -4,12 +4,13 @@ fake Replicate server, and /proc accounting of the run worker processes."""
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
+
+from asset_pipeline_testing.daemon import start_daemon
 
 PROJECT = Path(__file__).parents[1]
 TOKEN = "r8_bench_token_never_printed"
@@ -22,21 +23,9 @@ def instance_home(root: Path) -> Path:
     return home
 
 
-def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
-    handle = open(log, "a")  # noqa: SIM115 - lives as long as the daemon
-    return subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                             str(PROJECT / "workspace.yaml")], cwd=PROJECT, env=env, stdout=handle,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
+def project_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The daemon over the project's own workspace.yaml (`asset_pipeline_testing.daemon`)."""
+    return start_daemon(env=env, workspace=PROJECT / "workspace.yaml", log=log, cwd=PROJECT)
 
 
 def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.RunRecord]:

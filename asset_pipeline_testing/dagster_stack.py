@@ -5,7 +5,6 @@ GraphQL client that sends what the UI sends."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +17,10 @@ import httpx
 
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.partition_status import PartitionStatuses
+from asset_pipeline_testing.daemon import BIN, start_daemon, stop_process_group
 from asset_pipeline_testing.helpers import image_statuses, pipeline_defs
 from asset_pipeline_testing.serving import free_port
 
-BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FAILING_FILE_VARIABLE = "ASSET_PIPELINE_TEST_FAILING_FILE"  # read by asset_pipeline_testing/daemon_location.py
 LOCATION = "asset_pipeline"
@@ -208,33 +207,28 @@ def dagster_stack(tmp_path: Path, env: dict[str, str], *, webserver: bool = True
     env = {**env, FAILING_FILE_VARIABLE: str(failing_file), "ASSET_PIPELINE_MAX_ATTEMPTS": "1",
            "ASSET_PIPELINE_HUB_ENABLED": "false"}
     stack = DagsterStack(env=env, home=Path(env["DAGSTER_HOME"]), failing_file=failing_file)
-    commands = [("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)])]
+    webserver_command = None
     if webserver:
         port = free_port()
         stack.url = f"http://127.0.0.1:{port}"
-        commands.append(("webserver", [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
-                                       "-p", str(port)]))
+        webserver_command = [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     with stack.instance():
         pass  # create (and stamp) the instance's storage once, before three processes race to do it
     try:
-        for name, command in commands:
-            log = tmp_path / f"{name}.log"
+        stack.logs.append(tmp_path / "daemon.log")
+        stack.processes.append(start_daemon(env=env, workspace=workspace, log=stack.logs[0], cwd=tmp_path))
+        if webserver_command:
+            log = tmp_path / "webserver.log"
             stack.logs.append(log)
             with log.open("w") as out:
-                stack.processes.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
-                                                        stderr=subprocess.STDOUT))
-        if webserver:
+                stack.processes.append(subprocess.Popen(webserver_command, cwd=tmp_path, env=env, stdout=out,
+                                                        stderr=subprocess.STDOUT, start_new_session=True))
             stack.wait_for("the webserver", lambda: _answers(f"{stack.url}/server_info"), timeout_s=120)
             stack.wait_for("the webserver to load the code location", stack.location_loaded, timeout_s=120)
         yield stack
     finally:
         for process in stack.processes:
-            process.terminate()
-        for process in stack.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process_group(process, timeout_s=60)
 
 
 def _answers(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class FailingBackend(ImageBackend):
     name = "placeholder"
 
     def __init__(self, failing: set[str]):
-        self._failing = failing
+        self._failing = frozenset(failing)  # a copy: no state shared with the caller or other instances
         self._inner = PlaceholderBackend()
 
     @property
@@ -121,15 +122,32 @@ class BrokenBytesGenerator(ImageGenerator):
 
 
 class CountingBackend(PlaceholderBackend):
-    """Placeholder images, recording which partitions were actually rendered."""
+    """Placeholder images, recording which partitions this backend actually rendered (per instance),
+    and appending each to `log` when given, for a test to read after a run."""
 
-    rendered: list[str] = []
+    def __init__(self, log: Path | None = None):
+        self.rendered: list[str] = []
+        self._log = log
+        self._lock = threading.Lock()
 
     def render(self, request: GenerationRequest, session: RenderSession | None = None) -> RenderedImage:
-        CountingBackend.rendered.append(request.partition_key)
+        with self._lock:
+            self.rendered.append(request.partition_key)
+            if self._log is not None:
+                with self._log.open("a") as log:
+                    log.write(request.partition_key + "\n")
         return super().render(request, session)
 
 
 class CountingGenerator(ImageGenerator):
+    """The real generator over a `CountingBackend`. Dagster builds its own copy of a resource for each
+    run, so what was rendered goes to the file `rendered_log` (one per test), never to shared state."""
+
+    rendered_log: str
+
     def build_backend(self) -> ImageBackend:
-        return CountingBackend()
+        return CountingBackend(Path(self.rendered_log))
+
+    def rendered(self) -> list[str]:
+        path = Path(self.rendered_log)
+        return path.read_text().split() if path.exists() else []

@@ -1,12 +1,12 @@
-"""The chaos suite (bench/chaos.py) at CI size: runs killed with -9, PostgreSQL restarted mid-run, a
-provider failing 20% of requests and then down, resumed through retry-failed; every invariant
-holds after every trial."""
+"""The chaos suite (asset_pipeline_testing/chaos.py; bench/chaos.py runs it at full size) at CI size:
+runs killed with -9, PostgreSQL restarted mid-run, a provider failing 20% of requests and then down,
+resumed through retry-failed; every invariant holds after every trial."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.chaos import print_table, run
+from asset_pipeline_testing.chaos import print_table, run
 
 
 @pytest.mark.timeout(900)

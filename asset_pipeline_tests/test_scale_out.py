@@ -5,8 +5,6 @@ across runs (one catalog entry duplicates another in a different run)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.retry_selection import submit_backfill
 from asset_pipeline.settings import PipelineSettings
+from asset_pipeline_testing.daemon import running_daemon
 from asset_pipeline_testing.helpers import image_statuses, write_catalog
 from asset_pipeline_testing.postgres import fresh_database
 from asset_pipeline_tests.fake_replicate.fixtures import TOKEN
@@ -57,11 +56,8 @@ def test_a_backfill_in_concurrent_runs_keeps_the_caps_and_pays_once(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         keys = defs.get_assets_def(IMAGES).partitions_def.get_partition_keys()
         backfill_id = submit_backfill(instance, defs, keys, reason="all images, in batches of 3")
-        log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed below
-        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                                   str(PROJECT / "workspace.yaml")], cwd=PROJECT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-        try:
+        with running_daemon(env=env, workspace=PROJECT / "workspace.yaml", log=tmp_path / "daemon.log",
+                            cwd=PROJECT) as daemon:
             deadline = time.monotonic() + 400
             while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED or any(
                 not run.is_finished for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
@@ -69,10 +65,6 @@ def test_a_backfill_in_concurrent_runs_keeps_the_caps_and_pays_once(
                 assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "backfill did not finish in time"
                 time.sleep(1)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
-            log.close()
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         assert len(records) == 4
         spans = sorted((r.start_time, r.end_time) for r in records)

@@ -65,11 +65,11 @@ def test_absurd_budgets_in_run_config_fail_the_run_before_anything_is_sent(
     defs = pipeline_defs(catalog_path, data_dir, backend="replicate")
     result = dg.materialize(
         list(defs.assets), selection=["images"], instance=instance, resources=defs.resources, partition_key="img-00",
-        run_config={"resources": {"image_generator": {"config": {"budget_total_usd": value}}}}, raise_on_error=False,
+        run_config={"resources": {"image_generator": {"config": {"budget": {"total_usd": value}}}}}, raise_on_error=False,
     )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE]
-    assert "budget_total_usd" in str(failure.event_specific_data.error)
+    assert "total_usd" in str(failure.event_specific_data.error)
     assert fake_replicate.created_total == 0
     assert not list(data_dir.rglob("*.png"))
 

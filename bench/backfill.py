@@ -35,9 +35,9 @@ from asset_pipeline_testing.backfill_support import (
     backfill_done,
     backfill_runs,
     instance_home,
-    start_daemon,
-    stop,
+    project_daemon,
 )
+from asset_pipeline_testing.daemon import stop_process_group
 from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
 from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
 from asset_pipeline_testing.hub_process import running_hub
@@ -87,7 +87,7 @@ def main() -> None:
         threading.Thread(target=listen, daemon=True).start()
         listening.wait(10)
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            daemon = start_daemon(env, root / "daemon.log")
+            daemon = project_daemon(env, root / "daemon.log")
             time.sleep(3)  # the daemon is up before the backfill is submitted, as in production
             submitted = time.time()
             backfill_id = submit_backfill(instance, defs, keys, reason="every image, as from the UI")
@@ -100,7 +100,7 @@ def main() -> None:
                         raise RuntimeError((root / "daemon.log").read_text()[-3000:])
             finally:
                 time.sleep(6)  # one more sensor tick for the lifecycle events
-                stop(daemon)
+                stop_process_group(daemon)
             records = backfill_runs(instance, backfill_id)
             materialized = len(instance.get_materialized_partitions(IMAGES))
         first_start = min(r.start_time for r in records)

@@ -24,7 +24,6 @@ from asset_pipeline.assets.lineage import (
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.catalog import Catalog
-from asset_pipeline.ledger.recorded_caps import record_caps
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -73,8 +72,8 @@ def build_images(
         spec_versions = yield from _observe_spec_versions(context, catalog, keys)
         failures: dict[str, str] = {}
         unchecked: list[ImageOutcome] = []
-        if image_generator.active_backend.is_paid:
-            record_caps(image_generator.ledger.engine, run_id=context.run.run_id, caps=image_generator.caps)
+        if image_generator.is_paid:
+            image_generator.record_caps(run_id=context.run.run_id)
         scope = RunScope(run_id=context.run.run_id, publish=progress_hub.publish,
                          run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id),
                          on_retry=lambda notice: context.log.warning(notice.line()))
@@ -115,11 +114,10 @@ def build_images(
             if check_spec.key in selected_checks:
                 yield dg.Output(None, output_name=output_name)
 
-        paid = image_generator.active_backend.is_paid
+        spending = image_generator.run_spending(run_id=context.run.run_id) if image_generator.is_paid else None
         context.log.info("\n".join(summary_lines(
-            tally, total=len(keys),
-            spent_run_usd=image_generator.ledger.spent_by_run(context.run.run_id) if paid else None,
-            status=image_generator.ledger.status(image_generator.caps) if paid else None,
+            tally, total=len(keys), spent_run_usd=spending.spent_run_usd if spending else None,
+            status=spending.status if spending else None,
         )))
         raise_for_failures(failures, total=len(keys))
 

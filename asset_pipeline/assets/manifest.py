@@ -15,9 +15,8 @@ import dagster as dg
 
 from asset_pipeline.assets.keys import ASSET_MANIFEST, IMAGE_VARIANTS, IMAGES
 from asset_pipeline.assets.lineage import latest_materializations
-from asset_pipeline.ledger.charges import charged_by_request
-from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
+from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.storage.atomic import atomic_write
 
 MANIFEST_FILE = "manifest.json"
@@ -56,12 +55,12 @@ def with_paid_costs(entries: list[dict[str, Any]], charged: dict[str, float]) ->
     description="Every materialized image with its path, sha256, size, what it cost when paid for, model and time.",
 )
 def asset_manifest(
-    context: dg.AssetExecutionContext, image_store: ImageStore, image_generator: ImageGenerator
+    context: dg.AssetExecutionContext, image_store: ImageStore, ledger: LedgerResource
 ) -> dg.MaterializeResult:
     images = latest_materializations(context.instance, IMAGES)
     variants = latest_materializations(context.instance, IMAGE_VARIANTS)
     entries = [manifest_entry(images[key], variants.get(key)) for key in sorted(images)]
-    charged = charged_by_request(image_generator.ledger.engine, [e["request_hash"] for e in entries if e["request_hash"]])
+    charged = ledger.charged_by_request([e["request_hash"] for e in entries if e["request_hash"]])
     document = {
         "generated_at": datetime.now(UTC).isoformat(),
         "count": len(entries),

@@ -16,8 +16,7 @@ from asset_pipeline.settings import load_settings
 def _catalog_path(path: str | None) -> str | None:
     if path is not None:
         return path
-    configured = load_settings().catalog
-    return str(configured) if configured else None
+    return load_settings().catalog_file
 
 
 @click.group()
@@ -51,7 +50,7 @@ def validate(path: str | None, as_json: bool) -> None:
 def sample_range(count: int) -> None:
     """Print 'FIRST...LAST' covering the first COUNT catalog ids, for `--partition-range`."""
     try:
-        ids = load_catalog(_catalog_path(None)).ids
+        ids = load_settings().load_catalog().ids
     except CatalogError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None

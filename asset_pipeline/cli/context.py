@@ -11,12 +11,12 @@ from functools import cached_property
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from asset_pipeline.catalog import Catalog, load_catalog
+from asset_pipeline.catalog import Catalog
 from asset_pipeline.errors import ConfigurationError
-from asset_pipeline.ledger.budget_ledger import BudgetLedger
-from asset_pipeline.resources.configured import image_generator
+from asset_pipeline.resources.configured import from_the_settings, image_generator
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
+from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.settings import PipelineSettings, load_settings
 from asset_pipeline.storage.data_dir import check_data_dir
 from asset_pipeline.storage.database_url import shown_url
@@ -32,7 +32,7 @@ class CommandContext:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return load_catalog(str(self.settings.catalog) if self.settings.catalog else None)
+        return self.settings.load_catalog()
 
     @cached_property
     def generator(self) -> ImageGenerator:
@@ -46,12 +46,17 @@ class CommandContext:
         )
 
     @cached_property
-    def ledger(self) -> BudgetLedger:
-        """The generator's ledger, opened now so that an unusable database is reported by name."""
+    def ledger(self) -> LedgerResource:
+        """The ledger's reader, opened now so that an unusable database is reported by name."""
+        if self.settings.database_url is None:  # the ledger lives in the data directory
+            check_data_dir(self.settings.data_dir, write=False)
+        resource = LedgerResource(**{**from_the_settings(LedgerResource, self.settings),
+                                     "database_url": self.settings.ledger_url})
         try:
-            return self.generator.ledger
+            _ = resource.engine
         except SQLAlchemyError as exc:
             raise ledger_error(self.settings, exc) from None
+        return resource
 
     @cached_property
     def store(self) -> ImageStore:

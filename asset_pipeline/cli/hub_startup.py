@@ -54,10 +54,9 @@ def initial_state(settings: PipelineSettings, *, echo: Callable[[str], None],
         return state
     import dagster as dg
 
-    from asset_pipeline.catalog import load_catalog
     from asset_pipeline.cli.hub_rebuild import rebuild_from_instance
 
-    catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
+    catalog = settings.load_catalog()
     try:
         with dg.DagsterInstance.get() as instance:
             rebuild_from_instance(state, instance, catalog.ids)
@@ -73,10 +72,9 @@ def spend_source(settings: PipelineSettings) -> Callable[[], dict[str, Any] | No
     only until a run has recorded any (`caps_source` says which)."""
     from asset_pipeline.cli.hub_rebuild import ledger_spend
     from asset_pipeline.ledger.database import ledger_engine
-    from asset_pipeline.ledger.money import BudgetCaps
     from asset_pipeline.ledger.recorded_caps import current_caps
 
-    environment = BudgetCaps(settings.budget_total_usd, settings.budget_daily_usd, settings.budget_per_run_usd)
+    environment = settings.budget.caps
 
     engines: list[Any] = []  # opened on the first refresh (it creates the tables), then reused
 

@@ -11,7 +11,7 @@ import dagster as dg
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.cli.context import CommandContext
-from asset_pipeline.ledger.recorded_caps import CapsSource, current_caps
+from asset_pipeline.cost_estimate import estimate_costs
 from asset_pipeline.partition_status import partition_statuses
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -22,8 +22,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def budget(as_json: bool) -> None:
     """Caps, what was spent today and in total, open reservations, and what remains."""
     context = CommandContext.from_environment()
-    source = recorded_caps(context)
-    status = context.ledger.status(source.caps)
+    remaining = context.ledger.remaining_budget()
+    source, status = remaining.source, remaining.status
     report = {
         "caps": {"total_usd": status.caps.total_usd, "daily_usd": status.caps.daily_usd,
                  "per_run_usd": status.caps.per_run_usd},
@@ -70,43 +70,31 @@ def ledger(as_json: bool, run_id: str | None) -> None:
 def estimate(as_json: bool, selection: str) -> None:
     """Cost of generating the selected partitions now (cache hits excluded) against the remaining budget."""
     context = CommandContext.from_environment()
-    generator, store, catalog = context.generator, context.store, context.catalog
     keys = _selected(context, selection)
-    paid: dict[str, float] = {}
-    cache_hits = 0
-    for key in keys:
-        request = generator.request_for(catalog.get(key))
-        if store.contains(request.request_hash):
-            cache_hits += 1
-        else:
-            paid[request.request_hash] = generator.active_backend.reservation_usd(request.model)
-    cost = round(sum(paid.values()), 6)
-    source = recorded_caps(context) if generator.active_backend.is_paid else None
-    status = context.ledger.status(source.caps) if source else None
-    remaining = min(status.remaining_today_usd, status.caps.per_run_usd) if status else float("inf")
+    priced = estimate_costs(keys, catalog=context.catalog, generator=context.generator, store=context.store)
+    cost, cache_hits, to_generate = priced.total_usd, priced.cache_hits, priced.to_generate
+    budget_left = context.ledger.remaining_budget() if priced.paid else None
+    source = budget_left.source if budget_left else None
+    status = budget_left.status if budget_left else None
+    remaining = budget_left.next_run_usd if budget_left else float("inf")
     report: dict[str, Any] = {
-        "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": len(paid),
-        "backend": generator.backend, "estimated_cost_usd": cost,
+        "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": to_generate,
+        "backend": context.generator.backend, "estimated_cost_usd": cost,
         "remaining_usd": None if status is None else remaining, "fits": cost <= remaining,
         "caps_source": source.origin if source else None,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{len(keys)} {selection} partition(s): {cache_hits} cache hit(s), {len(paid)} to generate "
-               f"with {generator.backend}, estimated ${cost:.4f}")
+    click.echo(f"{len(keys)} {selection} partition(s): {cache_hits} cache hit(s), {to_generate} to generate "
+               f"with {context.generator.backend}, estimated ${cost:.4f}")
     if status is None:
         click.echo("the backend is free: no budget is used")
     elif report["fits"]:
         click.echo(f"fits the remaining budget of ${remaining:.4f} (today and per run; caps {source.describe()})")
     else:
         click.echo(f"does NOT fit: only ${remaining:.4f} remains today and per run; the run would stop at the cap "
-                   f"after about {int(remaining / (cost / len(paid)))} image(s)")
-
-
-def recorded_caps(context: CommandContext) -> CapsSource:
-    """The caps the latest run recorded in the ledger; this environment's only if none is recorded."""
-    return current_caps(context.ledger.engine, fallback=context.generator.caps)
+                   f"after about {int(remaining / (cost / to_generate))} image(s)")
 
 
 def _selected(context: CommandContext, selection: str) -> list[str]:

@@ -11,7 +11,6 @@ import dagster as dg
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_event
-from asset_pipeline.catalog import load_catalog
 from asset_pipeline.partition_status import PartitionStatuses, partition_statuses
 from asset_pipeline.settings import load_settings
 from asset_pipeline.storage.data_dir import check_data_dir
@@ -72,7 +71,7 @@ def report(partition_range: str | None, partitions: tuple[str, ...], as_json: bo
     """Show what was made for each image partition (default: the whole catalog)."""
     settings = load_settings()
     check_data_dir(settings.data_dir, write=False)
-    catalog = load_catalog(str(settings.catalog) if settings.catalog else None)
+    catalog = settings.load_catalog()
     keys = _keys_for(catalog.ids, partition_range, partitions)
     with dg.DagsterInstance.get() as instance:
         rows = image_rows(instance, keys, partition_statuses(instance, IMAGES, image_partitions(catalog)))

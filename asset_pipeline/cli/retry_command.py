@@ -8,11 +8,8 @@ import click
 import dagster as dg
 
 from asset_pipeline.cli.context import CommandContext
-from asset_pipeline.retry_selection import (
-    estimated_costs,
-    partitions_with_status,
-    submit_backfill,
-)
+from asset_pipeline.cost_estimate import estimate_costs
+from asset_pipeline.retry_selection import partitions_with_status, submit_backfill
 
 
 @click.command("retry-failed")
@@ -26,12 +23,11 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
     with dg.DagsterInstance.get() as instance:
         failed = partitions_with_status(instance, context.catalog, {"failed", "fallback"})
         generator = context.generator
-        costs = estimated_costs(failed, catalog=context.catalog, generator=generator, store=context.store)
-        estimate = round(sum(costs.values()), 6)
+        costs = estimate_costs(failed, catalog=context.catalog, generator=generator, store=context.store)
+        estimate = costs.total_usd
         open_for_s = 0.0
-        if generator.active_backend.is_paid:
-            _ = context.ledger  # opens the ledger (the circuit's state lives there), naming it if unusable
-            open_for_s = round(generator.circuit.open_for_s(), 1)
+        if costs.paid:  # the circuit's state lives in the ledger
+            open_for_s = round(context.ledger.circuit(provider=generator.provider).open_for_s, 1)
         backfill_id = None
         if failed and not dry_run and not open_for_s:
             backfill_id = submit_backfill(instance, build_defs(context.settings), failed, reason="retry-failed")
@@ -42,7 +38,7 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
     if failed and not dry_run and open_for_s:
         # Submitting now would only make every partition fail fast with "provider circuit open".
         raise click.ClickException(
-            f"the {generator.active_backend.name} circuit breaker is open for another {open_for_s:g} s after "
+            f"the {generator.provider} circuit breaker is open for another {open_for_s:g} s after "
             f"repeated provider failures; nothing was submitted. Run retry-failed again after that."
         )
     if as_json:

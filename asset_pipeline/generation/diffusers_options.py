@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asset_pipeline.errors import ConfigurationError
-from asset_pipeline.settings import from_settings
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "float16", "bfloat16", "float32"]
@@ -22,33 +21,29 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class DiffusersOptions(BaseModel):
     """Where the SDXL pipeline lives and how to run it (ASSET_PIPELINE_DIFFUSERS_*).
 
-    Defaults come from the settings, so a partial run config keeps the operator's values. Plain
-    pydantic: the run-config class is `resources/generator_config.py::DiffusersConfig`, a subclass.
+    Declared once: the environment settings nest this block (ASSET_PIPELINE_DIFFUSERS_*, and
+    ASSET_PIPELINE_GPU_HOUR_USD), and the generator resource takes it as its `diffusers` config
+    (`resources/generator_config.py::DiffusersConfig`, the same fields with `dg.Config` mixed in).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_dir: str | None = Field(
-        default_factory=from_settings("diffusers_model"), description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
+    model_dir: str | None = Field(default_factory=lambda: None, description="Local SDXL base directory (ASSET_PIPELINE_DIFFUSERS_MODEL); never downloaded."
     )
-    refiner_dir: str | None = Field(
-        default_factory=from_settings("diffusers_refiner"), description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
+    refiner_dir: str | None = Field(default_factory=lambda: None, description="Optional local SDXL refiner directory (ASSET_PIPELINE_DIFFUSERS_REFINER)."
     )
-    refiner_split: float = Field(
-        default_factory=from_settings("diffusers_refiner_split"), gt=0, lt=1,
+    refiner_split: float = Field(default_factory=lambda: 0.8, gt=0, lt=1,
         description="Fraction of the noise schedule run by the base before the refiner takes over.",
     )
-    device: Device = Field(default_factory=from_settings("diffusers_device"), description="cuda, mps or cpu; auto picks the best available.")
-    dtype: DType = Field(default_factory=from_settings("diffusers_dtype"), description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
-    attention_slicing: bool = Field(default_factory=from_settings("diffusers_attention_slicing"), description="Slice attention to save memory on small GPUs.")
-    vae_tiling: bool = Field(default_factory=from_settings("diffusers_vae_tiling"), description="Decode the VAE in tiles to save memory at large sizes.")
-    cpu_offload: bool = Field(default_factory=from_settings("diffusers_cpu_offload"), description="Keep idle sub-models on the CPU (cuda only; slower).")
-    watermark: bool = Field(default_factory=from_settings("diffusers_watermark"), description="Apply SDXL's invisible watermark (needs invisible-watermark).")
-    gpu_hour_usd: float = Field(
-        default_factory=from_settings("gpu_hour_usd"), ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
+    device: Device = Field(default_factory=lambda: "auto", description="cuda, mps or cpu; auto picks the best available.")
+    dtype: DType = Field(default_factory=lambda: "auto", description="auto: bfloat16/float16 on cuda, float16 on mps, float32 on cpu.")
+    attention_slicing: bool = Field(default_factory=lambda: False, description="Slice attention to save memory on small GPUs.")
+    vae_tiling: bool = Field(default_factory=lambda: False, description="Decode the VAE in tiles to save memory at large sizes.")
+    cpu_offload: bool = Field(default_factory=lambda: False, description="Keep idle sub-models on the CPU (cuda only; slower).")
+    watermark: bool = Field(default_factory=lambda: False, description="Apply SDXL's invisible watermark (needs invisible-watermark).")
+    gpu_hour_usd: float = Field(default_factory=lambda: 0.0, ge=0, description="Price of one GPU hour, metered against the budget (0 for an owned GPU)."
     )
-    max_render_seconds: float = Field(
-        default_factory=from_settings("diffusers_max_render_seconds"), gt=0, description="An image taking longer is stopped; the reservation covers this long."
+    max_render_seconds: float = Field(default_factory=lambda: 600.0, gt=0, description="An image taking longer is stopped; the reservation covers this long."
     )
 
 

@@ -8,11 +8,14 @@ value: the Replicate token, the hub token and a ledger URL taken from ASSET_PIPE
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from pydantic import BaseModel
 
-from asset_pipeline.resources.generator_config import DiffusersConfig
 from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.resources.progress_hub import ProgressHub
 from asset_pipeline.settings import PipelineSettings
 
@@ -34,43 +37,23 @@ def ledger_url(settings: PipelineSettings) -> str:
     return settings.ledger_url
 
 
+def from_the_settings(resource: type[dg.ConfigurableResource], settings: PipelineSettings) -> dict[str, Any]:
+    """The resource's fields that are settings of the same name (scalars and config blocks), taken
+    from `settings`: each setting is declared once, so nothing is copied field by field."""
+    values = {name: getattr(settings, name) for name in resource.model_fields if name in type(settings).model_fields}
+    # Blocks go over as plain dicts: the resource's field is the block's `dg.Config` twin
+    # (e.g. `DiffusersConfig` for the core's `DiffusersOptions`), which validates them again.
+    return {name: str(value) if isinstance(value, Path) else value.model_dump() if isinstance(value, BaseModel) else value
+            for name, value in values.items()}
+
+
 def image_generator(settings: PipelineSettings) -> ImageGenerator:
     """The generator resource from the settings; the Replicate token only ever as `dg.EnvVar`."""
     token = dg.EnvVar("REPLICATE_API_TOKEN") if settings.backend == "replicate" else None
-    return ImageGenerator(
-        backend=settings.backend,
-        model=settings.model,
-        max_concurrency=settings.max_concurrency,
-        database_url=ledger_url(settings),
-        budget_total_usd=settings.budget_total_usd,
-        budget_daily_usd=settings.budget_daily_usd,
-        budget_per_run_usd=settings.budget_per_run_usd,
-        poll_interval_s=settings.poll_interval_s,
-        requests_per_second=settings.requests_per_second,
-        max_attempts=settings.max_attempts,
-        backoff_base_s=settings.backoff_base_s,
-        fallback_models=[model.strip() for model in settings.fallback_models.split(",") if model.strip()],
-        fallback_images=settings.fallback_images,
-        fallback_image_dir=str(settings.fallback_image_dir) if settings.fallback_image_dir else None,
-        replicate_api_token=token,
-        delivery_hosts=settings.delivery_hosts,
-        max_download_mb=settings.max_download_mb,
-        download_timeout_s=settings.download_timeout_s,
-        max_output_megapixels=settings.max_output_megapixels,
-        max_outage_s=settings.max_outage_s,
-        breaker_cooldown_s=settings.breaker_cooldown_s,
-        breaker_minimum_calls=settings.breaker_minimum_calls,
-        diffusers=DiffusersConfig(
-            model_dir=settings.diffusers_model,
-            refiner_dir=settings.diffusers_refiner,
-            refiner_split=settings.diffusers_refiner_split,
-            device=settings.diffusers_device,
-            dtype=settings.diffusers_dtype,
-            attention_slicing=settings.diffusers_attention_slicing,
-            vae_tiling=settings.diffusers_vae_tiling,
-            cpu_offload=settings.diffusers_cpu_offload,
-            watermark=settings.diffusers_watermark,
-            gpu_hour_usd=settings.gpu_hour_usd,
-            max_render_seconds=settings.diffusers_max_render_seconds,
-        ),
-    )
+    return ImageGenerator(**{**from_the_settings(ImageGenerator, settings), "database_url": ledger_url(settings),
+                             "replicate_api_token": token})
+
+
+def ledger(settings: PipelineSettings) -> LedgerResource:
+    """The ledger's readers (spend report, sensors, schedules); its URL as `dg.EnvVar` when it is a secret."""
+    return LedgerResource(**{**from_the_settings(LedgerResource, settings), "database_url": ledger_url(settings)})

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from asset_pipeline.catalog.spec import ImageSpec
+from asset_pipeline.config_blocks import BreakerOptions, BudgetOptions, RetryOptions
 from asset_pipeline.errors import (
     ConfigurationError,
 )
@@ -25,14 +27,15 @@ from asset_pipeline.generation.producer import ImageProducer, ProducedImage
 from asset_pipeline.generation.rate_limit import TokenBucket
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.ledger.attempts import AttemptLog
-from asset_pipeline.ledger.budget_ledger import BudgetLedger
-from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
+from asset_pipeline.ledger.budget_ledger import BudgetLedger, BudgetStatus
+from asset_pipeline.ledger.circuit import CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
-from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.ledger.money import BudgetCaps
+from asset_pipeline.ledger.recorded_caps import record_caps
 from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
-from asset_pipeline.settings import from_settings
+from asset_pipeline.settings import BLOCKS, fold_flat_names, from_settings, setting_field
 from asset_pipeline.storage.images import ImageStorage
 
 # What run config may not change (the operator's environment decides), and the caps it may only lower.
@@ -45,48 +48,41 @@ FIXED_FIELDS = {
     "delivery_hosts": "ASSET_PIPELINE_DELIVERY_HOSTS",
 }
 CAP_FIELDS = {
-    "budget_total_usd": "ASSET_PIPELINE_BUDGET_TOTAL_USD",
-    "budget_daily_usd": "ASSET_PIPELINE_BUDGET_DAILY_USD",
-    "budget_per_run_usd": "ASSET_PIPELINE_BUDGET_PER_RUN_USD",
-    "max_retry_spend_usd": "max_retry_spend_usd in definitions",
+    **{f"budget.{name}": variable for name, variable in BLOCKS["budget"].variables().items()},
+    "retries.max_retry_spend_usd": BLOCKS["retries"].variables()["max_retry_spend_usd"],
     "max_download_mb": "ASSET_PIPELINE_MAX_DOWNLOAD_MB",
     "download_timeout_s": "ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S",
     "max_output_megapixels": "ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS",
 }
 
 
-def _comma_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+@dataclass(frozen=True)
+class RunSpending:
+    spent_run_usd: float
+    status: BudgetStatus
 
 
 class ImageGenerator(dg.ConfigurableResource):
     """Generates images through one backend; shared by every partition of a run."""
 
-    # Every default comes from the operator's settings (`from_settings`) or a factory, never a plain
-    # class default: Dagster then leaves unset fields out of a partial run config, so they keep the
-    # operator's values. Which fields run config may change at all: FIXED_FIELDS, CAP_FIELDS below.
-    backend: Literal["placeholder", "replicate", "diffusers"] = Field(
-        default_factory=from_settings("backend"), description="Backend that renders images (ASSET_PIPELINE_BACKEND)."
-    )
-    model: str | None = Field(
-        default_factory=from_settings("model"),
-        description="Model reference; None uses the backend's default (ASSET_PIPELINE_MODEL).",
-    )
-    fallback_models: list[str] = Field(
-        default_factory=from_settings("fallback_models", _comma_list),
-        description="Ordered models to fall back to when the model is unavailable (ASSET_PIPELINE_FALLBACK_MODELS).",
-    )
-    max_concurrency: int = Field(
-        default_factory=from_settings("max_concurrency"), ge=1, le=256,
-        description="Images generated at once in one run (ASSET_PIPELINE_MAX_CONCURRENCY).",
-    )
+    # Every default comes from the operator's settings (`setting_field`, `from_settings`) or a factory,
+    # never a plain class default: Dagster then leaves unset fields out of a partial run config, so they
+    # keep the operator's values. Bounds and descriptions are declared once, in settings.py and the
+    # config blocks. Which fields run config may change at all: FIXED_FIELDS, CAP_FIELDS above.
+    backend: Literal["placeholder", "replicate", "diffusers"] = setting_field("backend")
+    model: str | None = setting_field("model")
+    max_concurrency: int = setting_field("max_concurrency")
     database_url: str = Field(
         default_factory=from_settings("ledger_url"),
         description="Ledger database, a SQLAlchemy URL (ASSET_PIPELINE_DATABASE_URL); fixed by the operator.",
     )
-    budget_total_usd: float = Field(default_factory=from_settings("budget_total_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap on all spending (ASSET_PIPELINE_BUDGET_TOTAL_USD); run config may only lower it.")
-    budget_daily_usd: float = Field(default_factory=from_settings("budget_daily_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per UTC day (ASSET_PIPELINE_BUDGET_DAILY_USD); run config may only lower it.")
-    budget_per_run_usd: float = Field(default_factory=from_settings("budget_per_run_usd"), ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="Cap per run (ASSET_PIPELINE_BUDGET_PER_RUN_USD); run config may only lower it.")
+    budget: BudgetOptions = Field(default_factory=from_settings("budget"),
+                                  description="Spending caps (ASSET_PIPELINE_BUDGET_*); run config may only lower them.")
+    retries: RetryOptions = Field(default_factory=from_settings("retries"), description="Attempts, backoff, fallback models.")
+    breaker: BreakerOptions = Field(default_factory=from_settings("breaker"), description="The provider circuit breaker.")
+    diffusers: DiffusersConfig = Field(
+        default_factory=from_settings("diffusers", lambda options: DiffusersConfig(**options.model_dump())), description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
+    )
     prices: dict[str, ModelPriceConfig] = Field(
         default_factory=default_price_config, description="Price table; fixed by the operator."
     )
@@ -94,63 +90,24 @@ class ImageGenerator(dg.ConfigurableResource):
         default_factory=lambda: 300.0, gt=0,
         description="A prediction running longer is cancelled; time-billed models reserve this long.",
     )
-    poll_interval_s: float = Field(
-        default_factory=from_settings("poll_interval_s"), gt=0, description="How often a running prediction is polled."
-    )
-    diffusers: DiffusersConfig = Field(
-        default_factory=DiffusersConfig, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
-    )
+    poll_interval_s: float = setting_field("poll_interval_s")
+    requests_per_second: float = setting_field("requests_per_second")
     replicate_api_token: str | None = Field(
         default_factory=lambda: None,
         description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN'); fixed by the operator.",
     )
-    fallback_images: bool = Field(
-        default_factory=from_settings("fallback_images"),
-        description="Store a generic per-category image when every strategy fails (ASSET_PIPELINE_FALLBACK_IMAGES).",
-    )
-    fallback_image_dir: str | None = Field(
-        default_factory=from_settings("fallback_image_dir", lambda path: str(path) if path else None),
-        description="Folder of `<category>.png` fallback images; unset renders a labelled card.",
-    )
-    max_attempts: int = Field(
-        default_factory=from_settings("max_attempts"), ge=1, le=20,
-        description="Attempts per image, all strategies together (ASSET_PIPELINE_MAX_ATTEMPTS).",
-    )
-    max_retry_spend_usd: float = Field(
-        default_factory=lambda: 0.10, ge=0,
-        description="Stop retrying an image once its failed attempts were billed this much; run config may only lower it.",
-    )
-    backoff_base_s: float = Field(
-        default_factory=from_settings("backoff_base_s"), ge=0, description="First backoff ceiling for transient errors."
-    )
-    backoff_cap_s: float = Field(default_factory=lambda: 30.0, ge=0, description="Longest backoff between attempts.")
-    max_wait_s: float = Field(default_factory=lambda: 120.0, ge=0, description="Longest wait a rate limit may impose before a retry.")
-    requests_per_second: float = Field(
-        default_factory=from_settings("requests_per_second"), gt=0, description="New predictions per second from one run."
-    )
-    delivery_hosts: str | None = Field(
-        default_factory=from_settings("delivery_hosts"),
-        description="Comma-separated hosts output files may be fetched from (`host`, `host:port`, `*.domain`); None: "
-        "replicate.delivery, *.replicate.delivery and REPLICATE_BASE_URL's host (ASSET_PIPELINE_DELIVERY_HOSTS); "
-        "fixed by the operator.",
-    )
-    max_download_mb: float = Field(default_factory=from_settings("max_download_mb"), gt=0, le=1024, allow_inf_nan=False,
-                                   description="Largest output file downloaded (ASSET_PIPELINE_MAX_DOWNLOAD_MB).")
-    download_timeout_s: float = Field(default_factory=from_settings("download_timeout_s"), gt=0, le=3600,
-                                      allow_inf_nan=False,
-                                      description="Deadline for one output download (ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S).")
-    max_output_megapixels: float = Field(
-        default_factory=from_settings("max_output_megapixels"), gt=0, le=40, allow_inf_nan=False,
-        description="Absolute cap on an output's pixels, checked before decoding; each image is also held to "
-        "4x the pixels it asked for (ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS).",
-    )
-    breaker_failure_rate: float = Field(default_factory=lambda: 0.5, gt=0, le=1, description="Share of failed provider calls in the window that opens the circuit.")
-    breaker_window_calls: int = Field(default_factory=lambda: 50, ge=1, description="The breaker's sliding window: this many most recent calls.")
-    breaker_minimum_calls: int = Field(default_factory=from_settings("breaker_minimum_calls"), ge=1, description="Calls the window must hold before the failure rate counts (ASSET_PIPELINE_BREAKER_MINIMUM_CALLS).")
-    breaker_window_s: float = Field(default_factory=lambda: 60.0, gt=0, description="Calls older than this fall out of the breaker's window.")
-    breaker_cooldown_s: float = Field(default_factory=from_settings("breaker_cooldown_s"), gt=0, description="How long an open circuit stays open (ASSET_PIPELINE_BREAKER_COOLDOWN_S).")
-    breaker_half_open_calls: int = Field(default_factory=lambda: 3, ge=1, description="Trial requests let through when half-open; a majority of successes closes it.")
-    max_outage_s: float = Field(default_factory=from_settings("max_outage_s"), ge=0, description="Longest provider outage a run waits out before failing its partitions (ASSET_PIPELINE_MAX_OUTAGE_S).")
+    fallback_images: bool = setting_field("fallback_images")
+    fallback_image_dir: str | None = setting_field("fallback_image_dir", lambda path: str(path) if path else None)
+    delivery_hosts: str | None = setting_field("delivery_hosts")
+    max_download_mb: float = setting_field("max_download_mb")
+    download_timeout_s: float = setting_field("download_timeout_s")
+    max_output_megapixels: float = setting_field("max_output_megapixels")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_names(cls, data: Any) -> Any:
+        """`ImageGenerator(budget_total_usd=5, max_attempts=2)`: flat names set fields of the blocks."""
+        return fold_flat_names(data)
 
     _backend: ImageBackend | None = PrivateAttr(default=None)
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
@@ -163,7 +120,7 @@ class ImageGenerator(dg.ConfigurableResource):
         enforce_operator_config(self, context, label="image_generator", fixed=FIXED_FIELDS, ceilings=CAP_FIELDS)
         try:
             backend = self.active_backend
-            backend.check_models([self.model or backend.default_model, *self.fallback_models])
+            backend.check_models([self.model or backend.default_model, *self.retries.fallback_models])
         except ConfigurationError as exc:
             raise configuration_failure(exc) from None
 
@@ -213,7 +170,7 @@ class ImageGenerator(dg.ConfigurableResource):
 
     @property
     def caps(self) -> BudgetCaps:
-        return BudgetCaps(self.budget_total_usd, self.budget_daily_usd, self.budget_per_run_usd)
+        return self.budget.caps
 
     @property
     def ledger(self) -> BudgetLedger:
@@ -237,10 +194,11 @@ class ImageGenerator(dg.ConfigurableResource):
 
     @property
     def policy(self) -> MeteringPolicy:
+        retries = self.retries
         return MeteringPolicy(
-            caps=self.caps, max_attempts=self.max_attempts, max_retry_spend_usd=self.max_retry_spend_usd,
-            backoff_base_s=self.backoff_base_s, backoff_cap_s=self.backoff_cap_s, max_wait_s=self.max_wait_s,
-            fallback_models=tuple(self.fallback_models), max_outage_s=self.max_outage_s,
+            caps=self.caps, max_attempts=retries.max_attempts, max_retry_spend_usd=retries.max_retry_spend_usd,
+            backoff_base_s=retries.backoff_base_s, backoff_cap_s=retries.backoff_cap_s, max_wait_s=retries.max_wait_s,
+            fallback_models=tuple(retries.fallback_models), max_outage_s=retries.max_outage_s,
             poll_interval_s=self.poll_interval_s,
         )
 
@@ -257,6 +215,30 @@ class ImageGenerator(dg.ConfigurableResource):
                 self._producer = ImageProducer(metered=metered, store=store)
             producer = self._producer
         return producer.produce(request, **options)
+
+    # Narrow queries for the schedule, the sensor and the CLI, so they never reach through to the backend.
+    @property
+    def is_paid(self) -> bool:
+        """Whether images cost money (and so count against the budget)."""
+        return self.active_backend.is_paid
+
+    @property
+    def provider(self) -> str:
+        """The provider's name, as the circuit breaker records it in the ledger."""
+        return self.active_backend.name
+
+    def record_caps(self, *, run_id: str) -> None:
+        """Record the caps this run is held to in the ledger: the hub, the sensor, the schedule and
+        the commands take the latest recorded caps as the ones in force."""
+        record_caps(self.ledger.engine, run_id=run_id, caps=self.caps)
+
+    def run_spending(self, *, run_id: str) -> RunSpending:
+        """What `run_id` was charged, and where the budget stands against this run's caps."""
+        return RunSpending(spent_run_usd=self.ledger.spent_by_run(run_id), status=self.ledger.status(self.caps))
+
+    def reservation_usd(self, request: GenerationRequest) -> float:
+        """What generating `request` reserves against the budget: the most it may cost."""
+        return self.active_backend.reservation_usd(request.model)
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
@@ -275,12 +257,7 @@ class ImageGenerator(dg.ConfigurableResource):
 
     @property
     def circuit(self) -> CircuitBreaker:
-        config = BreakerConfig(
-            failure_rate=self.breaker_failure_rate, window_calls=self.breaker_window_calls,
-            minimum_calls=self.breaker_minimum_calls, window_s=self.breaker_window_s,
-            cooldown_s=self.breaker_cooldown_s, half_open_calls=self.breaker_half_open_calls,
-        )
-        return CircuitBreaker(self.ledger.engine, provider=self.active_backend.name, config=config)
+        return CircuitBreaker(self.ledger.engine, provider=self.active_backend.name, config=self.breaker.config)
 
     @property
     def attempt_log(self) -> AttemptLog:

@@ -16,9 +16,9 @@ import json
 import dagster as dg
 
 from asset_pipeline.assets.keys import IMAGES
-from asset_pipeline.ledger.circuit import BreakerState
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.retry_selection import (
     RETRY_TAG,
     describe_keys,
@@ -47,10 +47,11 @@ def next_cursor(requested: set[str], *, fresh: list[str], failed: list[str], in_
     asset_selection=[IMAGES],
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Backfills failed `images` partitions (each at most once) when the provider circuit is "
-    "not open and budget remains.",
+    "not open and budget remains under the caps in force.",
 )
 def failed_images_sensor(
-    context: dg.SensorEvaluationContext, image_generator: ImageGenerator, catalog_file: CatalogFile
+    context: dg.SensorEvaluationContext, image_generator: ImageGenerator, catalog_file: CatalogFile,
+    ledger: LedgerResource,
 ) -> dg.SensorResult | dg.SkipReason:
     catalog = catalog_file.load()
     failed = partitions_with_status(context.instance, catalog, {"failed", "fallback"})
@@ -65,13 +66,14 @@ def failed_images_sensor(
             f"{len(failed)} failed partition(s) ({describe_keys(failed)}) were already re-run once by this sensor; "
             "re-run them with `asset-pipeline retry-failed` or from the UI"
         )
-    if image_generator.active_backend.is_paid:
+    if image_generator.is_paid:
         # Half-open is fine: the cool-down is over and the backfill's first request is the trial
         # that closes the circuit (nothing else would ever close it).
-        if image_generator.circuit.state() is BreakerState.OPEN:
+        if ledger.circuit(provider=image_generator.provider).is_open:
             return dg.SkipReason("provider circuit is open; waiting for its cool-down to end")
-        if image_generator.ledger.status(image_generator.caps).remaining_today_usd <= 0:
-            return dg.SkipReason("no budget remains today")
+        remaining = ledger.remaining_budget()
+        if remaining.today_usd <= 0:
+            return dg.SkipReason(f"no budget remains today (caps {remaining.source.describe()})")
     context.log.info(f"requesting a backfill of {len(fresh)} failed image partition(s): {describe_keys(fresh)}")
     subset = images_subset(fresh, context.repository_def.asset_graph)
     return dg.SensorResult(

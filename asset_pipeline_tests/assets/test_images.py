@@ -105,15 +105,15 @@ def test_partition_keys_are_the_catalog_ids(catalog_path: Path, data_dir: Path) 
 
 
 def test_entries_asking_for_the_same_picture_are_generated_once(tmp_path: Path, data_dir: Path, instance) -> None:
-    from asset_pipeline_testing.helpers import CountingBackend, CountingGenerator, write_catalog
+    from asset_pipeline_testing.helpers import CountingGenerator, write_catalog
 
     twin = {"category": "icon", "prompt": "the same key", "width": 64, "height": 64, "seed": 5}
     entries = [{"id": f"twin-{n}", **twin} for n in range(4)]
     defs = pipeline_defs(write_catalog(tmp_path / "twins.yaml", entries), data_dir, max_concurrency=4)
-    CountingBackend.rendered = []
-    result = materialize(defs, instance, first="twin-0", last="twin-3", resources={"image_generator": CountingGenerator()})
+    counting = CountingGenerator(rendered_log=str(tmp_path / "rendered.txt"))
+    result = materialize(defs, instance, first="twin-0", last="twin-3", resources={"image_generator": counting})
     assert result.success
-    assert len(CountingBackend.rendered) == 1
+    assert len(counting.rendered()) == 1
     hits = sorted(meta["cache_hit"] for meta in materializations(result).values())
     assert hits == [False, True, True, True]
     assert len({meta["sha256"] for meta in materializations(result).values()}) == 1

@@ -70,14 +70,15 @@ def test_a_tiny_operator_cap_holds_under_a_partial_override(run_cli, operator_en
 
 
 def test_a_lowered_cap_applies(run_cli, operator_env, fake_replicate) -> None:
-    code, output = materialize(run_cli, operator_env, {"budget_total_usd": 0.002})  # one flux image costs $0.003
+    code, output = materialize(run_cli, operator_env, {"budget": {"total_usd": 0.002}})  # one flux image costs $0.003
     assert code != 0
     assert "budget exhausted" in output.lower() and fake_replicate.created_total == 0
 
 
 @pytest.mark.parametrize(("config", "field"), [
-    ({"budget_total_usd": 5.0}, "image_generator.budget_total_usd: run config may only lower it"),
-    ({"budget_daily_usd": 50.0, "max_predict_seconds": 30}, "image_generator.budget_daily_usd: run config may only lower it"),
+    ({"budget": {"total_usd": 5.0}}, "image_generator.budget.total_usd: run config may only lower it"),
+    ({"budget": {"daily_usd": 50.0}, "max_predict_seconds": 30},
+     "image_generator.budget.daily_usd: run config may only lower it"),
     ({"backend": "placeholder"}, "image_generator.backend: run config may not change it; the operator sets it with ASSET_PIPELINE_BACKEND"),
     ({"database_url": "sqlite:///elsewhere.db"}, "image_generator.database_url: run config may not change it"),
     ({"prices": {"black-forest-labs/flux-schnell": {"per_image_usd": 0.0}}}, "image_generator.prices: run config may not change it"),
@@ -102,7 +103,10 @@ def _init_failure(result: dg.ExecuteInProcessResult) -> str:
     ("progress_hub", {"token": "guessed"}, "progress_hub.token: run config may not change it"),
     ("image_store", {"root": "/tmp/elsewhere"}, "image_store.root: run config may not change it"),
     ("image_generator", {"diffusers": {"gpu_hour_usd": 0.0}}, "image_generator.diffusers.gpu_hour_usd: run config may not change it"),
-    ("image_generator", {"max_retry_spend_usd": 10.0}, "image_generator.max_retry_spend_usd: run config may only lower it"),
+    ("image_generator", {"retries": {"max_retry_spend_usd": 10.0}},
+     "image_generator.retries.max_retry_spend_usd: run config may only lower it"),
+    ("ledger", {"database_url": "sqlite:////tmp/elsewhere.db"}, "ledger.database_url: run config may not change it"),
+    ("ledger", {"budget": {"daily_usd": 0.5}}, "ledger.budget: run config may not change it"),
 ])
 def test_fixed_fields_of_every_resource_are_refused_in_process(
     catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str
@@ -112,11 +116,13 @@ def test_fixed_fields_of_every_resource_are_refused_in_process(
     monkeypatch.setenv("ASSET_PIPELINE_HUB_TOKEN", "hub-secret-token")
     monkeypatch.setenv("ASSET_PIPELINE_GPU_HOUR_USD", "2.5")
     defs = pipeline_defs(catalog_path, data_dir, gpu_hour_usd=2.5)
-    result = dg.materialize(list(defs.assets), selection=["images"], instance=instance, resources=defs.resources,
-                            partition_key="img-00", raise_on_error=False,
+    selection = ["spend_report"] if resource == "ledger" else ["images"]
+    result = dg.materialize(list(defs.assets), selection=selection, instance=instance, resources=defs.resources,
+                            partition_key=None if resource == "ledger" else "img-00", raise_on_error=False,
                             run_config={"resources": {resource: {"config": config}}})
     assert not result.success and field in _init_failure(result)
     assert not (data_dir / "images").exists() and not Path("/tmp/elsewhere").exists()
+    assert not Path("/tmp/elsewhere.db").exists() and not (data_dir / "spend_report.json").exists()
 
 
 def test_a_partial_hub_override_keeps_the_token_bound_with_env_var(

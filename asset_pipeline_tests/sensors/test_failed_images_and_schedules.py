@@ -150,3 +150,45 @@ def test_contiguous_ranges_follow_the_partition_order() -> None:
     order = ["a", "b", "c", "d", "e"]
     assert contiguous_ranges(["e", "a", "b", "d"], order) == [["a", "b"], ["d", "e"]]
     assert contiguous_ranges([], order) == []
+    assert contiguous_ranges(["a", "b", "c", "d", "e"], order, max_size=2) == [["a", "b"], ["c", "d"], ["e"]]
+    assert contiguous_ranges(["a", "b", "d", "e"], order, max_size=3) == [["a", "b"], ["d", "e"]]
+
+
+def test_the_schedule_splits_its_runs_like_a_backfill(catalog_path, data_dir, instance) -> None:
+    """ASSET_PIPELINE_PARTITIONS_PER_RUN splits a scheduled range as BackfillPolicy.multi_run splits a backfill."""
+    defs = partly_failed(catalog_path, data_dir, instance, ["img-00", "img-01", "img-02", "img-03", "img-05"],
+                         partitions_per_run=2)
+    requests = evaluate_schedule(defs, instance).run_requests
+    assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG], r.tags[PARTITION_COUNT_TAG]) for r in requests] == [
+        ("img-00", "img-01", "2"), ("img-02", "img-03", "2"), ("img-05", "img-05", "1")]
+    assert len({r.run_key for r in requests}) == 3
+
+
+def test_the_schedule_fills_the_caps_the_runs_recorded_not_its_own_environment(
+    fake_replicate, catalog_path, data_dir, instance
+) -> None:
+    """The last run was held to a $0.007 daily cap and recorded it; a schedule evaluated where the
+    environment says $10 a day still fills only the recorded $0.007 (the caps the runs are held to)."""
+    from asset_pipeline.ledger.money import BudgetCaps
+    from asset_pipeline.ledger.recorded_caps import record_caps
+    from asset_pipeline_testing.helpers import pipeline_defs
+
+    partly_failed(catalog_path, data_dir, instance, ["img-01", "img-02", "img-03", "img-04"], backend="replicate")
+    record_caps(ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}"), run_id="tight", caps=BudgetCaps(20, 0.007, 20))
+    generous = pipeline_defs(catalog_path, data_dir, backend="replicate", budget_daily_usd=10.0)
+    [request] = evaluate_schedule(generous, instance).run_requests
+    assert request.tags[PARTITION_COUNT_TAG] == "2" and request.tags[ESTIMATED_COST_TAG] == "0.0060"
+
+
+def test_the_sensor_skips_when_the_recorded_daily_cap_is_spent(fake_replicate, catalog_path, data_dir, instance) -> None:
+    from asset_pipeline.ledger.money import BudgetCaps
+    from asset_pipeline.ledger.recorded_caps import record_caps
+    from asset_pipeline_testing.helpers import pipeline_defs
+
+    partly_failed(catalog_path, data_dir, instance, ["img-02"], backend="replicate")
+    # The latest run was held to a daily cap of nothing (the operator lowered it); the sensor's own
+    # environment still says $10 a day.
+    record_caps(ledger_engine(f"sqlite:///{data_dir / 'ledger.db'}"), run_id="tight", caps=BudgetCaps(20, 0.0, 20))
+    result = evaluate_sensor(pipeline_defs(catalog_path, data_dir, backend="replicate"), instance)
+    assert isinstance(result, dg.SkipReason) and "no budget remains today" in result.skip_message
+    assert "recorded by run tight" in result.skip_message
