@@ -22,7 +22,7 @@ from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.money import MAX_BUDGET_USD
 from asset_pipeline.storage.database_url import check_database_url
 
-Backend = Literal["placeholder", "replicate", "diffusers"]
+Backend = Literal["placeholder", "replicate", "diffusers", "comfyui"]
 
 
 def _default_data_dir() -> Path:
@@ -79,6 +79,12 @@ class PipelineSettings(BaseSettings):
     max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False, description="largest output file downloaded")
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False, description="deadline of one download")
     max_output_megapixels: float = Field(default=40.0, gt=0, le=40, allow_inf_nan=False, description="cap on an output's pixels")
+    # --- ComfyUI backend (issue 14); GPU time is priced by gpu_hour_usd above ---
+    comfyui_url: str = Field(default="http://127.0.0.1:8188", description="ComfyUI server(s), comma-separated")
+    comfyui_workflow: Path | None = Field(default=None, description="API-format workflow; None is the bundled SDXL one")
+    comfyui_max_job_seconds: float = Field(default=600.0, gt=0, le=86400, allow_inf_nan=False,
+                                           description="a job running longer is interrupted; reserved per image")
+    comfyui_queue_depth: int = Field(default=2, ge=1, le=32, description="our prompts queued or running per server")
 
     @field_validator("database_url")
     @classmethod

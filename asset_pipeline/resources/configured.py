@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
+from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.progress_hub import ProgressHub
 from asset_pipeline.settings import PipelineSettings
@@ -72,5 +73,12 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
             watermark=settings.diffusers_watermark,
             gpu_hour_usd=settings.gpu_hour_usd,
             max_render_seconds=settings.diffusers_max_render_seconds,
+        ),
+        comfyui=ComfyUIOptions(
+            urls=settings.comfyui_url,
+            workflow=str(settings.comfyui_workflow) if settings.comfyui_workflow else None,
+            gpu_hour_usd=settings.gpu_hour_usd,
+            max_job_seconds=settings.comfyui_max_job_seconds,
+            queue_depth=settings.comfyui_queue_depth,
         ),
     )

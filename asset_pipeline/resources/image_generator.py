@@ -31,6 +31,7 @@ from asset_pipeline.ledger.circuit import BreakerConfig, CircuitBreaker
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import MAX_BUDGET_USD, BudgetCaps
+from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import from_settings
 
@@ -42,6 +43,9 @@ FIXED_FIELDS = {
     "prices": "the price table in definitions",
     "diffusers.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
     "delivery_hosts": "ASSET_PIPELINE_DELIVERY_HOSTS",
+    "comfyui.urls": "ASSET_PIPELINE_COMFYUI_URL",
+    "comfyui.workflow": "ASSET_PIPELINE_COMFYUI_WORKFLOW",
+    "comfyui.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
 }
 CAP_FIELDS = {
     "budget_total_usd": "ASSET_PIPELINE_BUDGET_TOTAL_USD",
@@ -64,7 +68,7 @@ class ImageGenerator(dg.ConfigurableResource):
     # Every default comes from the operator's settings (`from_settings`) or a factory, never a plain
     # class default: Dagster then leaves unset fields out of a partial run config, so they keep the
     # operator's values. Which fields run config may change at all: FIXED_FIELDS, CAP_FIELDS below.
-    backend: Literal["placeholder", "replicate", "diffusers"] = Field(
+    backend: Literal["placeholder", "replicate", "diffusers", "comfyui"] = Field(
         default_factory=from_settings("backend"), description="Backend that renders images (ASSET_PIPELINE_BACKEND)."
     )
     model: str | None = Field(
@@ -98,6 +102,9 @@ class ImageGenerator(dg.ConfigurableResource):
     )
     diffusers: DiffusersOptions = Field(
         default_factory=DiffusersOptions, description="Local SDXL pipeline settings (ASSET_PIPELINE_DIFFUSERS_*)."
+    )
+    comfyui: ComfyUIOptions = Field(
+        default_factory=ComfyUIOptions, description="ComfyUI servers and workflow (ASSET_PIPELINE_COMFYUI_*)."
     )
     replicate_api_token: str | None = Field(
         default_factory=lambda: None,
@@ -192,6 +199,13 @@ class ImageGenerator(dg.ConfigurableResource):
             from asset_pipeline.generation.diffusers_backend import DiffusersBackend
 
             return DiffusersBackend(self.diffusers)
+        if self.backend == "comfyui":
+            from asset_pipeline.resources.comfyui_options import build_comfyui_backend
+
+            return build_comfyui_backend(self.comfyui, poll_interval_s=self.poll_interval_s,
+                                         max_download_bytes=int(self.max_download_mb * 1024 * 1024),
+                                         download_timeout_s=self.download_timeout_s,
+                                         max_output_pixels=int(self.max_output_megapixels * 1_000_000))
         raise ConfigurationError("ASSET_PIPELINE_BACKEND", f"unknown backend '{self.backend}'")
 
     def delivery_limits(self) -> DeliveryLimits:
@@ -260,7 +274,8 @@ class ImageGenerator(dg.ConfigurableResource):
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
-        return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
+        return build_request(spec, backend=backend.name, model=self.model or backend.default_model,
+                             variant=backend.request_variant)
 
 
 
