@@ -150,9 +150,12 @@ class ComfyClient:
         """The server's event stream for `client_id` (JSON text frames; binary frames are previews)."""
         ws_url = self.url.replace("https://", "wss://").replace("http://", "ws://") + f"/ws?clientId={client_id}"
         try:
-            return connect(ws_url, open_timeout=5, close_timeout=1, max_size=WS_MAX_MESSAGE_BYTES)
+            connection = connect(ws_url, open_timeout=5, close_timeout=1, max_size=WS_MAX_MESSAGE_BYTES)
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ComfyUnreachable(f"{self.url} refused its event stream ({exc.__class__.__name__})", sent=False) from None
+        # Entered as `with connect(...)` would (websockets 17 warns otherwise); it outlives this
+        # call, so the caller closes it.
+        return connection.__enter__()
 
 
 class ViewRefused(Exception):

@@ -115,6 +115,7 @@ class FakeComfyState:
     interrupts: int = 0
     deletes: list[str] = field(default_factory=list)
     max_running_seen: int = 0
+    max_in_server: int = 0  # most prompts queued or running at once
     progress_sent: int = 0
     restarts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -352,6 +353,7 @@ def build_app(state: FakeComfyState) -> Starlette:
                   body.get("extra_data") or {})
         state.pending.append(job)
         state.submitted.append(prompt_id)
+        state.max_in_server = max(state.max_in_server, len(state.pending) + (1 if state.running else 0))
         assert state._wake is not None
         state._wake.set()
         state._broadcast_status()
