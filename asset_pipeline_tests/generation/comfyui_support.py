@@ -41,3 +41,15 @@ def charged(data_dir: Path) -> float:
 def violations(data_dir: Path, servers: list[FakeComfyState], **options: Any) -> list[str]:
     bill = sum(server.bill_usd for server in servers)
     return money_violations(ledger(data_dir).engine, caps=CAPS, provider_bill_usd=bill, **options)
+
+
+def attempts(data_dir: Path) -> list[dict[str, Any]]:
+    from asset_pipeline.ledger.attempts import AttemptLog
+
+    return AttemptLog(ledger(data_dir).engine).history()
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failure = result.failure_data_for_node("images")
+    assert failure is not None and failure.error is not None
+    return failure.error.message
