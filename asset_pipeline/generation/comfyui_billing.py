@@ -2,18 +2,21 @@
 
 ComfyUI stamps `execution_start` and the final `execution_success` / `execution_error` /
 `execution_interrupted` message with milliseconds since the epoch. Those stamps are the server's
-own timing and are used when they make sense; garbage (missing, a string, NaN, negative, longer
-than the job may run) is replaced by what we observed on the event stream, clamped to the longest
+own timing and are used when they make sense; garbage (missing, a string, NaN, negative, weeks
+away from our clock, longer than the job may run) is replaced by what we observed on the event stream, clamped to the longest
 job, and the bill says so.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+# A stamp further than this from our clock is garbage (a server clock may drift, not by weeks).
+PLAUSIBLE_SKEW_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,10 @@ def gpu_time(entry: dict[str, Any] | None, *, observed_s: float | None, max_job_
         end = next((stamp for kind in FINAL_EVENTS if (stamp := _stamp(messages.get(kind))) is not None), None)
         if start is not None and end is not None:
             seconds = (end - start) / 1000.0
-            if 0.0 <= seconds <= max_job_seconds + 1.0:
-                return GpuTime(min(seconds, max_job_seconds))
+            if 0.0 <= seconds <= max_job_seconds:
+                return GpuTime(seconds)
+            if max_job_seconds < seconds <= max_job_seconds + 60.0:  # it was stopped for running over
+                return GpuTime(max_job_seconds, f"ran {seconds:.1f} s, past the longest job; its reservation is charged")
     if observed_s is None or not math.isfinite(observed_s):
         return GpuTime(0.0, "ComfyUI gave no usable timing and the job was not seen running; nothing is charged")
     return GpuTime(min(max(0.0, observed_s), max_job_seconds),
@@ -51,6 +56,8 @@ def gpu_time(entry: dict[str, Any] | None, *, observed_s: float | None, max_job_
 
 def _stamp(data: dict[str, Any] | None) -> float | None:
     value = data.get("timestamp") if data else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if abs(value - time.time() * 1000) > PLAUSIBLE_SKEW_MS:
         return None
     return float(value)

@@ -163,6 +163,10 @@ class FakeComfyState:
             self.max_running_seen = max(self.max_running_seen, 1)
             try:
                 await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug in the fake must not kill its worker silently
+                print(f"fake ComfyUI: job {job.prompt_id} crashed: {exc!r}")
             finally:
                 self.running = None
                 self._broadcast_status()
@@ -287,7 +291,9 @@ def _size(prompt: dict[str, Any], scale: float) -> tuple[int, int]:
 
 def _png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, format="PNG")
+    gradient = Image.linear_gradient("L")  # not blank: the asset checks pass
+    bands = (gradient, gradient.transpose(Image.Transpose.ROTATE_90), gradient)
+    Image.merge("RGB", bands).resize((width, height)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
