@@ -33,6 +33,7 @@ class Monitor:
         self.counts: Counter[str] = Counter()
         self.steps: Counter[str] = Counter()
         self._stop = threading.Event()
+        self.ended: str | None = None  # why the hub closed the monitor early, if it did
         self._connection = connect(ws_url + "/ws/monitor", open_timeout=10, max_size=None)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -45,7 +46,9 @@ class Monitor:
                 message = json.loads(self._connection.recv(timeout=0.5))
             except TimeoutError:
                 continue
-            except Exception:  # noqa: BLE001 - closed at the end
+            except Exception as exc:  # noqa: BLE001 - closed at the end
+                if not self._stop.is_set():
+                    self.ended = repr(exc)[:200]
                 return
             if message.get("type") == "progress" and message.get("partition_key"):
                 self.counts[message["partition_key"]] += 1
@@ -59,7 +62,8 @@ class Monitor:
         self._thread.join(timeout=5)
 
 
-def run(root: Path, servers: int, partitions: int, job_seconds: float, steps: int, hub_url: str, ws_url: str) -> None:
+def run(root: Path, servers: int, partitions: int, job_seconds: float, steps: int, hub_url: str, ws_url: str,
+        args_verbose: bool = False) -> None:
     catalog = root / f"catalog-{servers}.yaml"
     images = [{"id": f"img-{i:03d}", "category": "hero", "prompt": f"a lighthouse {i} on {servers}", "width": 96,
                "height": 64, "seed": i, "steps": steps} for i in range(partitions)]
@@ -86,12 +90,18 @@ def run(root: Path, servers: int, partitions: int, job_seconds: float, steps: in
         per_job = [monitor.counts[image["id"]] for image in images]
         step_msgs = [monitor.steps[image["id"]] for image in images]
         busiest = max(f.max_in_server for f in fakes)
+        span = max(f.last_end or 0 for f in fakes) - min(f.first_start or 0 for f in fakes)
         print(f"comfyui {servers} server(s): {partitions} partitions, {job_seconds:g} s jobs, success={result.success}, "
               f"prompts={made}: wall {wall:.1f} s vs limit {limit:.1f} s ({wall / limit:.2f}x); "
+              f"first job start to last job end {span:.1f} s ({span / limit:.2f}x); "
               f"GPU billed {sum(sum(f.gpu_seconds.values()) for f in fakes):.1f} s; most prompts at one server {busiest}")
         print(f"comfyui {servers} server(s): hub progress messages per job: min {min(per_job)} / "
               f"mean {sum(per_job) / len(per_job):.1f} / max {max(per_job)} (step messages mean "
               f"{sum(step_msgs) / len(step_msgs):.1f} of {steps} sampler steps)")
+    if monitor.ended:
+        print(f"comfyui {servers} server(s): the hub closed the monitor early: {monitor.ended}")
+    if args_verbose:
+        print("per job:", per_job, "fake progress sent:", sum(f.progress_sent for f in fakes))
 
 
 def main() -> None:
@@ -100,10 +110,11 @@ def main() -> None:
     parser.add_argument("--job-seconds", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--servers", default="1,3")
+    parser.add_argument("--verbose", action="store_true", help="also print each job's message count")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, hub_process() as hub:
         for servers in [int(part) for part in args.servers.split(",")]:
-            run(Path(scratch), servers, args.partitions, args.job_seconds, args.steps, hub.url, hub.ws_url)
+            run(Path(scratch), servers, args.partitions, args.job_seconds, args.steps, hub.url, hub.ws_url, args.verbose)
 
 
 if __name__ == "__main__":

@@ -130,10 +130,10 @@ class ComfyUIBackend(ImageBackend):
         if session.resume_prediction_id is not None:
             prompt_id, url = _split(session.resume_prediction_id)
             return self._finish(request, session, self._client(url), prompt_id, None)
-        with self._pool.slot(session.cancelled) as url:
-            if url is None:
+        with self._pool.slot(session.cancelled) as slot:
+            if slot is None:
                 raise GenerationError(request.partition_key, "run terminated while waiting for a ComfyUI server")
-            return self._submit_and_finish(request, session, url)
+            return self._submit_and_finish(request, session, slot)
 
     def find_prediction(self, request: GenerationRequest, *, created_after: datetime,
                         exclude: frozenset[str] = frozenset()) -> str | None:
@@ -462,7 +462,8 @@ def _node_errors(body: dict[str, Any], workflow: Workflow) -> str:
         for error in errors if isinstance(errors, list) else []:
             if not isinstance(error, dict):
                 continue
-            extra = error.get("extra_info") if isinstance(error.get("extra_info"), dict) else {}
+            extra_info = error.get("extra_info")
+            extra = extra_info if isinstance(extra_info, dict) else {}
             name = extra.get("input_name") or error.get("details") or "?"
             klass = found.get("class_type") or workflow.nodes.get(str(node_id), {}).get("class_type", "?")
             parts.append(f"node {str(node_id)[:40]} ({str(klass)[:60]}) input '{str(name)[:60]}': "

@@ -151,7 +151,8 @@ def load_workflow(path: str | Path | None, mapping_path: str | Path | None = Non
     mapping_file = Path(mapping_path).expanduser() if mapping_path else _sidecar(file)
     mapping = _read_mapping(mapping_file)
     problems = []
-    for name, target in [*mapping.targets().items(), ("output", mapping.output)]:
+    named: list[tuple[str, Target | OutputTarget]] = [*mapping.targets().items(), ("output", mapping.output)]
+    for name, target in named:
         if target.node not in nodes:
             problems.append(f"{name} -> node {target.node} is not in the workflow")
         elif isinstance(target, Target) and target.input not in nodes[target.node].get("inputs", {}):

@@ -118,6 +118,8 @@ class FakeComfyState:
     max_in_server: int = 0  # most prompts queued or running at once
     progress_sent: int = 0
     restarts: int = 0
+    first_start: float | None = None  # time.monotonic() of the first execution_start, for benchmarks
+    last_end: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _number: int = 0
     _sockets: dict[str, set[asyncio.Queue]] = field(default_factory=dict)
@@ -188,6 +190,7 @@ class FakeComfyState:
 
         def finish(status: str) -> None:
             self.gpu_seconds[job.prompt_id] = (real_ms[-1] - real_ms[0]) / 1000.0
+            self.last_end = time.monotonic()
             self.history[job.prompt_id] = {
                 "prompt": [job.number, job.prompt_id, job.prompt, job.extra_data, _output_nodes(job.prompt)],
                 "outputs": outputs, "status": {"status_str": status, "completed": status == "success", "messages": messages},
@@ -195,6 +198,7 @@ class FakeComfyState:
             }
 
         outputs: dict[str, Any] = {}
+        self.first_start = self.first_start or time.monotonic()
         send("execution_start")
         key = json.dumps(job.prompt, sort_keys=True)
         cached = key in self._cache

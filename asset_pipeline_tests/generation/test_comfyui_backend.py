@@ -16,7 +16,6 @@ from asset_pipeline.generation.comfyui_backend import ComfyUIBackend, ComfyUICon
 from asset_pipeline.generation.comfyui_workflow import DEFAULT_WORKFLOW, load_workflow
 from asset_pipeline.generation.progress import StepProgress
 from asset_pipeline.generation.request import GenerationRequest
-
 from asset_pipeline_testing.fake_comfyui.running import running_fake_comfyui, running_fake_comfyuis
 from asset_pipeline_testing.fake_comfyui.server import FakeComfyState
 from asset_pipeline_testing.helpers import materializations, materialize, write_catalog

@@ -4,7 +4,6 @@ interrupts its running prompt, deletes its queued one and charges only the GPU t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline_testing.fake_comfyui.running import running_fake_comfyui
 from asset_pipeline_testing.fake_comfyui.server import FakeComfyState

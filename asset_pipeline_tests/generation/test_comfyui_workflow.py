@@ -15,7 +15,7 @@ from asset_pipeline.generation.comfyui_workflow import DEFAULT_WORKFLOW, load_wo
 from asset_pipeline_testing.fake_comfyui.running import running_fake_comfyui
 from asset_pipeline_testing.fake_comfyui.server import FakeComfyState
 from asset_pipeline_testing.helpers import materialize, write_catalog
-from asset_pipeline_tests.generation.comfyui_support import comfy_defs, entries, failure_message
+from asset_pipeline_tests.generation.comfyui_support import comfy_defs, entries
 
 MAPPING = DEFAULT_WORKFLOW.with_name("sdxl_text_to_image.mapping.yaml").read_text()
 
