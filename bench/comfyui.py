@@ -27,7 +27,8 @@ from asset_pipeline_testing.hub_process import hub_process
 
 
 class Monitor:
-    """Counts the hub's progress messages per partition, as a dashboard would receive them."""
+    """Counts the hub's progress messages per partition, as a dashboard would receive them (and, like
+    the dashboard, answers the hub's pings)."""
 
     def __init__(self, ws_url: str):
         self.counts: Counter[str] = Counter()
@@ -50,7 +51,9 @@ class Monitor:
                 if not self._stop.is_set():
                     self.ended = repr(exc)[:200]
                 return
-            if message.get("type") == "progress" and message.get("partition_key"):
+            if message.get("type") == "ping":  # the hub closes subscribers that do not answer its pings
+                self._connection.send(json.dumps({"type": "pong"}))
+            elif message.get("type") == "progress" and message.get("partition_key"):
                 self.counts[message["partition_key"]] += 1
                 if message.get("current_step"):
                     self.steps[message["partition_key"]] += 1

@@ -294,7 +294,10 @@ class ComfyUIBackend(ImageBackend):
                     continue
                 down_since = None
                 if where == "done" and entry is not None:
-                    return entry, None if started is None else time.monotonic() - started
+                    ran = None if started is None else time.monotonic() - started
+                    if events is not None:
+                        self._drain(events, prompt_id, session, clock)
+                    return entry, ran
                 if where == "running" and started is None:
                     started = time.monotonic()
                 if where == "gone":
@@ -327,6 +330,20 @@ class ComfyUIBackend(ImageBackend):
                 except Exception:  # noqa: BLE001 - progress is best-effort and must never fail an image
                     pass
         return started if started is not None or kind not in ("executing", "progress") else time.monotonic(), False
+
+    def _drain(self, events: ClientConnection, prompt_id: str, session: RenderSession, clock: ProgressClock) -> None:
+        """Report the progress events already received when `/history` said the job is done (a
+        bounded number, without waiting), so the last steps still reach the hub."""
+        for _ in range(10_000):
+            try:
+                event = next_event(events, 0)
+            except ComfyUnreachable:
+                return
+            if event is None:
+                return
+            _, finished = self._on_event(event, prompt_id, session, clock, 0.0)
+            if finished:
+                return
 
     def _where(self, client: ComfyClient, prompt_id: str) -> tuple[str, dict[str, Any] | None]:
         running, pending = client.queue()

@@ -17,7 +17,8 @@ Failure injection: a text input containing `[[oom]]` fails in the sampler with C
 (a restart), closing every socket. Hostile modes (fields of `FakeComfyState`): `timestamps`
 (what `timestamp` fields say instead of the time: "abc", NaN, -1e18), `huge_view` (/view streams
 bytes for ever, no length), `endless_ws` (a job reports progress for ever and never finishes),
-`output_scale` (the image comes out this many times the size asked), `submit_500` (the next
+`output_scale` (the image comes out this many times the size asked), `garbage_progress` (each
+step also sends progress with garbage numbers and an unknown node), `submit_500` (the next
 submits are queued, then answered 500: the answer is lost), `down` (every HTTP answer is 503).
 """
 
@@ -106,6 +107,7 @@ class FakeComfyState:
     output_scale: float = 1.0
     submit_500: int = 0
     down: bool = False
+    garbage_progress: bool = False
     pending: list[Job] = field(default_factory=list)
     running: Job | None = None
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -223,6 +225,11 @@ class FakeComfyState:
                         return
                     value = value + 1 if value < steps else 1
                     self.progress_sent += 1
+                    if self.garbage_progress:
+                        for value_, max_ in (("abc", steps), (value, -5), (math.nan, steps), (10**12, 10**13),
+                                             (True, steps), (value, None)):
+                            send("progress", value=value_, max=max_, node=node_id)
+                        send("progress", value=value, max=steps, node="no-such-node" * 50)
                     send("progress", value=value, max=steps, node=node_id)
                     if "[[oom]]" in texts or "[[fail]]" in texts:
                         oom = "[[oom]]" in texts

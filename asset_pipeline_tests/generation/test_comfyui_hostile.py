@@ -63,3 +63,25 @@ def test_an_event_stream_that_never_ends_a_job_is_stopped_at_the_longest_job(tmp
         # the 1 s reserved is charged.
         assert charges(data_dir) == [pytest.approx(0.001), pytest.approx(0.001)] and server.bill_usd >= 0.002
         assert violations(data_dir, None) == []
+
+
+def test_garbage_progress_numbers_never_reach_the_hub_as_garbage(tmp_path: Path) -> None:
+    from asset_pipeline.generation.backend import RenderSession
+    from asset_pipeline.generation.comfyui_backend import ComfyUIBackend, ComfyUIConfig
+    from asset_pipeline.generation.comfyui_workflow import load_workflow
+    from asset_pipeline.generation.request import GenerationRequest
+
+    with running_fake_comfyui(FakeComfyState(job_seconds=0.2, garbage_progress=True)) as server:
+        backend = ComfyUIBackend(ComfyUIConfig(urls=[server.base_url], workflow=load_workflow(None), gpu_hour_usd=3.6,
+                                               max_job_seconds=10, poll_interval_s=0.02))
+        request = GenerationRequest("img-00", "hero", "comfyui", backend.default_model, "a lighthouse", "", 96, 64, 1,
+                                    10, 6.0, backend.request_variant)
+        reports = []
+        backend.render(request, RenderSession(on_progress=reports.append))
+        backend.close()
+    sane = [r for r in reports if r.stage == "KSampler"]
+    assert [r.current_step for r in sane] == list(range(1, 11))
+    others = [r for r in reports if r.stage != "KSampler"]  # the unknown node: a stage of its own, name cut short
+    assert all(len(r.stage) <= 50 and r.stage.startswith("node no-such-node") for r in others)
+    assert all(0 <= r.percentage <= 100 and math.isfinite(r.elapsed_s) for r in reports)
+    assert all(r.total_steps == 10 for r in reports)
