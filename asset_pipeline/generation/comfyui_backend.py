@@ -64,6 +64,7 @@ from asset_pipeline.imaging.fit import fit_to_png
 REQUEST_KEY = "asset_pipeline_request_hash"  # in each prompt's extra_data: finds a prompt whose answer was lost
 RATIO_TOLERANCE = 0.05  # an output may differ this much from the requested aspect ratio and still be fitted
 MAX_UPSCALE = 1.1
+DRAIN_S = 0.5  # how long a finished job's last events are waited for
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class ComfyUIBackend(ImageBackend):
         own_stream = events is None
         if events is None:
             events = self._reconnect(client, prompt_id)
-        last_check, check_now = 0.0, True
+        last_check, check_now, final_seen = 0.0, True, False
         try:
             while True:
                 now = time.monotonic()
@@ -278,7 +279,7 @@ class ComfyUIBackend(ImageBackend):
                         event = None
                     if event is not None:
                         started, finished = self._on_event(event, prompt_id, session, clock, started)
-                        check_now = check_now or finished
+                        check_now, final_seen = check_now or finished, final_seen or finished
                 else:
                     session.cancelled.wait(config.poll_interval_s)
                 if not (check_now or time.monotonic() - last_check >= 5 * config.poll_interval_s):
@@ -295,7 +296,7 @@ class ComfyUIBackend(ImageBackend):
                 down_since = None
                 if where == "done" and entry is not None:
                     ran = None if started is None else time.monotonic() - started
-                    if events is not None:
+                    if events is not None and not final_seen:
                         self._drain(events, prompt_id, session, clock)
                     return entry, ran
                 if where == "running" and started is None:
@@ -332,15 +333,19 @@ class ComfyUIBackend(ImageBackend):
         return started if started is not None or kind not in ("executing", "progress") else time.monotonic(), False
 
     def _drain(self, events: ClientConnection, prompt_id: str, session: RenderSession, clock: ProgressClock) -> None:
-        """Report the progress events already received when `/history` said the job is done (a
-        bounded number, without waiting), so the last steps still reach the hub."""
+        """Report the progress events still on their way when `/history` said the job is done (the
+        server writes its history before its last frames are sent), up to the job's final event and
+        for at most `DRAIN_S`, so the last steps still reach the hub."""
+        deadline = time.monotonic() + DRAIN_S
         for _ in range(10_000):
             try:
-                event = next_event(events, 0)
+                event = next_event(events, max(0.0, deadline - time.monotonic()))
             except ComfyUnreachable:
                 return
             if event is None:
-                return
+                if time.monotonic() >= deadline:
+                    return
+                continue  # a preview frame
             _, finished = self._on_event(event, prompt_id, session, clock, 0.0)
             if finished:
                 return

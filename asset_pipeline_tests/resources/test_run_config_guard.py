@@ -103,6 +103,8 @@ def _init_failure(result: dg.ExecuteInProcessResult) -> str:
     ("image_store", {"root": "/tmp/elsewhere"}, "image_store.root: run config may not change it"),
     ("image_generator", {"diffusers": {"gpu_hour_usd": 0.0}}, "image_generator.diffusers.gpu_hour_usd: run config may not change it"),
     ("image_generator", {"max_retry_spend_usd": 10.0}, "image_generator.max_retry_spend_usd: run config may only lower it"),
+    ("image_generator", {"comfyui": {"urls": "http://attacker.example:8188"}}, "image_generator.comfyui.urls: run config may not change it"),
+    ("image_generator", {"comfyui": {"workflow": "/etc/passwd"}}, "image_generator.comfyui.workflow: run config may not change it"),
 ])
 def test_fixed_fields_of_every_resource_are_refused_in_process(
     catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str
