@@ -32,6 +32,7 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +130,17 @@ class FakeComfyState:
     _loop: asyncio.AbstractEventLoop | None = None
     _worker: asyncio.Task | None = None
     _cache: set[str] = field(default_factory=set)
+    _created_for: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def creations(self) -> Counter:
+        """Prompts queued per request (the request hash the backend puts in `extra_data`): the
+        "never created twice" money invariant; a prompt without one counts under its own id."""
+        return Counter(self._created_for.get(prompt_id, prompt_id) for prompt_id in self.submitted)
+
+    def drop_next_create_answer(self) -> None:
+        """The next prompt is queued, then its answer is lost (HTTP 500)."""
+        self.submit_500 += 1
 
     @property
     def bill_usd(self) -> float:
@@ -370,6 +382,9 @@ def build_app(state: FakeComfyState) -> Starlette:
                   body.get("extra_data") or {})
         state.pending.append(job)
         state.submitted.append(prompt_id)
+        marker = job.extra_data.get("asset_pipeline_request_hash")
+        if isinstance(marker, str):
+            state._created_for[prompt_id] = marker
         state.max_in_server = max(state.max_in_server, len(state.pending) + (1 if state.running else 0))
         assert state._wake is not None
         state._wake.set()

@@ -95,10 +95,12 @@ def test_a_job_lost_in_a_restart_is_queued_again(tmp_path: Path, data_dir: Path,
 
 
 def test_a_lost_prompt_answer_is_found_not_queued_twice(tmp_path: Path, data_dir: Path, instance) -> None:
-    with running_fake_comfyui(FakeComfyState(job_seconds=0.1, submit_500=1)) as server:
+    with running_fake_comfyui(FakeComfyState(job_seconds=0.1)) as server:
+        server.drop_next_create_answer()
         catalog = write_catalog(tmp_path / "c.yaml", entries(1))
         result = materialize(comfy_defs(catalog, data_dir, [server]), instance, partition="img-00")
         assert result.success, failure_message(result)
         assert len(server.submitted) == 1  # adopted through extra_data's request hash
+        assert list(server.creations.values()) == [1]
         assert materializations(result)["img-00"]["prediction_id"] == f"{server.submitted[0]}@{server.base_url}"
         assert violations(data_dir, [server]) == []
