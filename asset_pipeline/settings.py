@@ -29,7 +29,7 @@ from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.storage.database_url import check_database_url
 
-Backend = Literal["placeholder", "replicate", "diffusers"]
+Backend = Literal["placeholder", "replicate", "diffusers", "comfyui"]
 
 
 def _default_data_dir() -> Path:
@@ -136,6 +136,12 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _fold_flat_names(cls, data: Any) -> Any:
         return fold_flat_names(data)
+    # --- ComfyUI backend (issue 14); GPU time is priced by gpu_hour_usd above ---
+    comfyui_url: str = Field(default="http://127.0.0.1:8188", description="ComfyUI server(s), comma-separated")
+    comfyui_workflow: Path | None = Field(default=None, description="API-format workflow; None is the bundled SDXL one")
+    comfyui_max_job_seconds: float = Field(default=600.0, gt=0, le=86400, allow_inf_nan=False,
+                                           description="a job running longer is interrupted; reserved per image")
+    comfyui_queue_depth: int = Field(default=2, ge=1, le=32, description="our prompts queued or running per server")
 
     @field_validator("database_url")
     @classmethod

@@ -205,6 +205,26 @@ def _diffusers(shared_dir: Path, run_dir: Path) -> Iterator[ContractBackend]:
 
 
 @contextmanager
+def _comfyui(shared_dir: Path, run_dir: Path) -> Iterator[ContractBackend]:
+    # Imported here: only this entry needs the ComfyUI client.
+    from asset_pipeline.generation.comfyui_backend import ComfyUIBackend, ComfyUIConfig
+    from asset_pipeline.generation.comfyui_workflow import load_workflow
+    from asset_pipeline_testing.fake_comfyui.running import running_fake_comfyui
+    from asset_pipeline_testing.fake_comfyui.server import FakeComfyState
+
+    with running_fake_comfyui(FakeComfyState(job_seconds=0.05)) as server:
+        backend = ComfyUIBackend(ComfyUIConfig(urls=[server.base_url], workflow=load_workflow(None),
+                                               gpu_hour_usd=server.gpu_hour_usd, max_job_seconds=30.0,
+                                               poll_interval_s=0.02))
+        try:
+            yield ContractBackend(backend, provider_bill_usd=lambda: server.bill_usd,
+                                  creations=lambda: server.creations, lose_next_create=server.drop_next_create_answer,
+                                  size=(64, 64))
+        finally:
+            backend.close()
+
+
+@contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Set environment variables for the block (the official client reads REPLICATE_BASE_URL)."""
     saved = {name: os.environ.get(name) for name in values}
@@ -223,4 +243,5 @@ CONTRACT_BACKENDS: list[ContractEntry] = [
     ContractEntry("placeholder", _placeholder),
     ContractEntry("replicate", _replicate),
     ContractEntry("diffusers", _diffusers),
+    ContractEntry("comfyui", _comfyui),
 ]

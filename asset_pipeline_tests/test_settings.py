@@ -31,7 +31,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     [
         ("ASSET_PIPELINE_MAX_CONCURRENCY", "lots", "valid integer"),
         ("ASSET_PIPELINE_MAX_CONCURRENCY", "0", "greater than or equal to 1"),
-        ("ASSET_PIPELINE_BACKEND", "midjourney", "'placeholder', 'replicate' or 'diffusers'"),
+        ("ASSET_PIPELINE_BACKEND", "midjourney", "'placeholder', 'replicate', 'diffusers' or 'comfyui'"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, reason: str) -> None:

@@ -56,6 +56,11 @@ class ImageBackend(ABC):
     def render(self, request: GenerationRequest, session: RenderSession) -> RenderedImage:
         """Produce the image; raise `GenerationError` with a reason that is safe to log."""
 
+    @property
+    def request_variant(self) -> str:
+        """What else changes the pixels and so belongs in the request hash (e.g. a workflow's hash)."""
+        return ""
+
     def reservation_usd(self, model: str) -> float:
         """What to set aside before rendering with `model` (0 for free backends)."""
         return 0.0

@@ -27,17 +27,22 @@ class GenerationRequest:
     seed: int
     steps: int
     guidance: float
+    # What else a backend says changes the pixels (the ComfyUI workflow's content hash and mapping);
+    # empty for the others, and then left out of the hash so their hashes never change.
+    variant: str = ""
 
     @cached_property
     def request_hash(self) -> str:
         """SHA-256 over everything that changes the pixels (not the partition key or category)."""
         fields = asdict(self)
         del fields["partition_key"], fields["category"]
+        if not fields["variant"]:
+            del fields["variant"]
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def build_request(spec: ImageSpec, *, backend: str, model: str) -> GenerationRequest:
+def build_request(spec: ImageSpec, *, backend: str, model: str, variant: str = "") -> GenerationRequest:
     return GenerationRequest(
         partition_key=spec.id,
         category=spec.category,
@@ -50,4 +55,5 @@ def build_request(spec: ImageSpec, *, backend: str, model: str) -> GenerationReq
         seed=spec.seed,
         steps=spec.steps,
         guidance=spec.guidance,
+        variant=variant,
     )

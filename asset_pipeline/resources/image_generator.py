@@ -33,6 +33,7 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.ledger.recorded_caps import record_caps
+from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
 from asset_pipeline.settings import BLOCKS, fold_flat_names, from_settings, setting_field
@@ -46,6 +47,9 @@ FIXED_FIELDS = {
     "prices": "the price table in definitions",
     "diffusers.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
     "delivery_hosts": "ASSET_PIPELINE_DELIVERY_HOSTS",
+    "comfyui.urls": "ASSET_PIPELINE_COMFYUI_URL",
+    "comfyui.workflow": "ASSET_PIPELINE_COMFYUI_WORKFLOW",
+    "comfyui.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
 }
 CAP_FIELDS = {
     **{f"budget.{name}": variable for name, variable in BLOCKS["budget"].variables().items()},
@@ -69,7 +73,7 @@ class ImageGenerator(dg.ConfigurableResource):
     # never a plain class default: Dagster then leaves unset fields out of a partial run config, so they
     # keep the operator's values. Bounds and descriptions are declared once, in settings.py and the
     # config blocks. Which fields run config may change at all: FIXED_FIELDS, CAP_FIELDS above.
-    backend: Literal["placeholder", "replicate", "diffusers"] = setting_field("backend")
+    backend: Literal["placeholder", "replicate", "diffusers", "comfyui"] = setting_field("backend")
     model: str | None = setting_field("model")
     max_concurrency: int = setting_field("max_concurrency")
     database_url: str = Field(
@@ -92,6 +96,9 @@ class ImageGenerator(dg.ConfigurableResource):
     )
     poll_interval_s: float = setting_field("poll_interval_s")
     requests_per_second: float = setting_field("requests_per_second")
+    comfyui: ComfyUIOptions = Field(
+        default_factory=ComfyUIOptions, description="ComfyUI servers and workflow (ASSET_PIPELINE_COMFYUI_*)."
+    )
     replicate_api_token: str | None = Field(
         default_factory=lambda: None,
         description="Replicate API token; bind with dg.EnvVar('REPLICATE_API_TOKEN'); fixed by the operator.",
@@ -152,6 +159,13 @@ class ImageGenerator(dg.ConfigurableResource):
             from asset_pipeline.generation.diffusers_backend import DiffusersBackend
 
             return DiffusersBackend(self.diffusers)
+        if self.backend == "comfyui":
+            from asset_pipeline.resources.comfyui_options import build_comfyui_backend
+
+            return build_comfyui_backend(self.comfyui, poll_interval_s=self.poll_interval_s,
+                                         max_download_bytes=int(self.max_download_mb * 1024 * 1024),
+                                         download_timeout_s=self.download_timeout_s,
+                                         max_output_pixels=int(self.max_output_megapixels * 1_000_000))
         raise ConfigurationError("ASSET_PIPELINE_BACKEND", f"unknown backend '{self.backend}'")
 
     def delivery_limits(self) -> DeliveryLimits:
@@ -242,7 +256,8 @@ class ImageGenerator(dg.ConfigurableResource):
 
     def request_for(self, spec: ImageSpec) -> GenerationRequest:
         backend = self.active_backend
-        return build_request(spec, backend=backend.name, model=self.model or backend.default_model)
+        return build_request(spec, backend=backend.name, model=self.model or backend.default_model,
+                             variant=backend.request_variant)
 
     def _token_bucket(self) -> TokenBucket:
         """Called with `_lock` held."""

@@ -107,6 +107,8 @@ def _init_failure(result: dg.ExecuteInProcessResult) -> str:
      "image_generator.retries.max_retry_spend_usd: run config may only lower it"),
     ("ledger", {"database_url": "sqlite:////tmp/elsewhere.db"}, "ledger.database_url: run config may not change it"),
     ("ledger", {"budget": {"daily_usd": 0.5}}, "ledger.budget: run config may not change it"),
+    ("image_generator", {"comfyui": {"urls": "http://attacker.example:8188"}}, "image_generator.comfyui.urls: run config may not change it"),
+    ("image_generator", {"comfyui": {"workflow": "/etc/passwd"}}, "image_generator.comfyui.workflow: run config may not change it"),
 ])
 def test_fixed_fields_of_every_resource_are_refused_in_process(
     catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str

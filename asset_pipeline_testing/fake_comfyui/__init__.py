@@ -1,0 +1,1 @@
+"""A fake ComfyUI server for tests and benchmarks (see server.py)."""
