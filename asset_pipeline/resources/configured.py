@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.resources.progress_hub import ProgressHub
@@ -50,8 +51,11 @@ def from_the_settings(resource: type[dg.ConfigurableResource], settings: Pipelin
 def image_generator(settings: PipelineSettings) -> ImageGenerator:
     """The generator resource from the settings; the Replicate token only ever as `dg.EnvVar`."""
     token = dg.EnvVar("REPLICATE_API_TOKEN") if settings.backend == "replicate" else None
+    comfyui = ComfyUIOptions(urls=settings.comfyui_url, workflow=str(settings.comfyui_workflow) if settings.comfyui_workflow else None,
+                             gpu_hour_usd=settings.diffusers.gpu_hour_usd, max_job_seconds=settings.comfyui_max_job_seconds,
+                             queue_depth=settings.comfyui_queue_depth)
     return ImageGenerator(**{**from_the_settings(ImageGenerator, settings), "database_url": ledger_url(settings),
-                             "replicate_api_token": token})
+                             "replicate_api_token": token, "comfyui": comfyui})
 
 
 def ledger(settings: PipelineSettings) -> LedgerResource:
