@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from asset_pipeline.hub.messages import PUBLISHED, ProgressEvent, RunEvent
+from asset_pipeline.progress.messages import PUBLISHED, ProgressEvent, RunEvent
 from asset_pipeline.hub.state import HubState
 
 
