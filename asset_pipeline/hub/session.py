@@ -71,7 +71,7 @@ def channel_for(kind: str, name: str = "") -> tuple[str | None, str]:
 class HubSession:
     """The protocol state of one subscriber to `channel` (None: the path named no valid channel)."""
 
-    def __init__(self, state: HubState, channel: str | None, *, what: str = "", ping_interval_s: float = 20.0,
+    def __init__(self, state: HubState, channel: str | None, what: str = "", *, ping_interval_s: float = 20.0,
                  max_connections: int = 10_000, max_replay: int = 2000, now: float | None = None):
         self.state = state
         self.channel = channel
