@@ -178,7 +178,7 @@ class Hub:
                     return
                 if frame["type"] == "websocket.disconnect":
                     return
-                text = frame.get("text")
+                text: str | None = frame.get("text")
                 if text is None and frame.get("bytes") is not None:
                     text = frame["bytes"].decode("utf-8", errors="replace")
                 if text is not None:
