@@ -163,8 +163,8 @@ class Hub:
                 subscribers.pending -= 1
         reply = session.open(websocket.query_params, connections=subscribers.count + subscribers.pending)
         if reply.close is not None and not reply.too_many:
-            for text in reply.texts:
-                await websocket.send_text(text)
+            for refusal in reply.texts:
+                await websocket.send_text(refusal)
             await close_socket(websocket, reply.close)
             return
         write = websocket.scope.get("extensions", {}).get(WRITE_FRAME_EXTENSION, {}).get("write")
