@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.hub.state import HubState, Outgoing
-from asset_pipeline.progress.messages import PUBLISHED, ProgressEvent, RunEvent, utc_timestamp
+from asset_pipeline.progress.messages import MAX_SEQ, PUBLISHED, ProgressEvent, RunEvent, utc_timestamp
 
 REDIS_URL_VARIABLE = "ASSET_PIPELINE_REDIS_URL"
 DEDUPE_TTL_S = 7 * 24 * 3600  # a run event id is remembered this long (the sensor re-sends within minutes)
@@ -110,7 +110,8 @@ class RedisBus:
         await self.redis.set(self.id_key, secrets.token_hex(8), nx=True)
         hub_id = (await self.redis.get(self.id_key)).decode()
         entries = await self.redis.xrange(self.stream)
-        start = int(entries[0][1][b"seq"]) - 1 if entries else int(await self.redis.get(self.seq_key) or 0)
+        seqs = [int(fields[b"seq"]) for _id, fields in entries if fields.get(b"seq", b"").isdigit()]
+        start = min(seqs) - 1 if seqs else int(await self.redis.get(self.seq_key) or 0)
         state.restart_at(start, hub_id)
         for entry_id, fields in entries:
             self._apply(state, fields)
@@ -164,10 +165,19 @@ class RedisBus:
                 return
 
     def _apply(self, state: HubState, fields: dict[bytes, bytes]) -> Outgoing | None:
-        seq = int(fields[b"seq"])
+        """One stream entry applied to `state`; an entry this code did not write is skipped, logged."""
+        try:
+            seq = int(fields[b"seq"])
+            event = PUBLISHED.validate_json(fields[b"body"])
+            timestamp = fields[b"ts"].decode("ascii")[:40]
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+            _LOG.warning("hub: skipped a malformed entry in the event stream (%s)", exc.__class__.__name__)
+            return None
+        if not 0 < seq <= MAX_SEQ:
+            _LOG.warning("hub: skipped an event stream entry with an out-of-range seq")
+            return None
         if seq > state.seq + 1:  # trimmed away while this reader was cut off
             _LOG.warning("hub: %d event(s) were trimmed from the stream before this instance read them",
                          seq - state.seq - 1)
             state.restart_at(seq - 1, state.hub_id)
-        event = PUBLISHED.validate_json(fields[b"body"])
-        return state.accept(event, seq=seq, timestamp=fields[b"ts"].decode())
+        return state.accept(event, seq=seq, timestamp=timestamp)

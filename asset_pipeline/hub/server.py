@@ -93,9 +93,14 @@ class Hub:
             if config.redis_url else None
         self.started_at = time.time()
 
-    async def publish(self, events: list) -> dict[str, int]:
+    async def receive_published(self, events: list) -> dict[str, int]:
+        """Events POSTed to this process: onto the shared stream, or straight to this hub's subscribers."""
         if self.bus is not None:
             return await self.bus.publish(events)
+        return self.publish(events)
+
+    def publish(self, events: list) -> dict[str, int]:
+        """Number, remember and fan out `events` in this process (a hub not sharing a stream)."""
         accepted = duplicates = 0
         for event in events:
             outgoing = self.state.accept(event)
@@ -213,7 +218,7 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors[:20]]
             return JSONResponse({"error": "invalid event", "problems": problems}, status_code=422)
         try:
-            return JSONResponse(await hub.publish(events))
+            return JSONResponse(await hub.receive_published(events))
         except (RedisError, OSError) as exc:
             return JSONResponse({"error": f"shared event stream unavailable ({exc.__class__.__name__})"}, status_code=503)
 

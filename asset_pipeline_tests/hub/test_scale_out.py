@@ -90,6 +90,22 @@ def test_a_run_event_sent_to_both_instances_is_delivered_once(prefix: str) -> No
             assert [receive_until(client, kind)["type"] for kind in ("run_event", "progress")] == ["run_event", "progress"]
 
 
+def test_entries_in_the_stream_that_no_hub_wrote_are_skipped(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    with hub_process(**_shared(prefix)) as a:
+        with connect(a.ws_url + "/ws/monitor", open_timeout=10) as subscriber:
+            receive(subscriber), receive(subscriber)
+            for fields in ({"seq": "x", "ts": "t", "body": "{}"}, {"body": "[" * 10_000}, {"seq": str(2**60), "ts": "t",
+                           "body": '{"type":"progress","partition_key":"a","status":"generating"}'},
+                           {"seq": "1", "ts": "\xff", "body": '{"type":"progress","partition_key":"../x"}'}):
+                client.xadd(f"{prefix}:events", fields)
+            _publish(a, [progress("b", percentage=7)])
+            assert receive_until(subscriber, "progress")["partition_key"] == "b"
+        with hub_process(**_shared(prefix)) as late:  # loading the same garbage at start
+            assert {p["partition_key"] for p in httpx.get(late.url + "/api/partitions").json()["partitions"]} == {"b"}
+    client.close()
+
+
 @pytest.mark.parametrize("url", [
     "redis://:pa55-hostile-s3cret@127.0.0.1:{port}/5",  # nothing listens there
     "redis://:pa55-hostile-s3cret@127.0.0.1:6379/5",  # a real Redis that has no password: AUTH fails
