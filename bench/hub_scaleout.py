@@ -90,7 +90,8 @@ def floor_server(port: int, ready) -> None:
 
 async def _floor(port: int, ready) -> None:
     """Subscribers on any path; a client on /publish sends bodies, each numbered, stamped, encoded
-    once and broadcast, as the hub's envelope does."""
+    once and broadcast, as the hub's envelope does, then acknowledged (as the hub answers a POST, so
+    both publishers wait alike and a slow server shows as a late publish, not as latency only)."""
     from websockets.asyncio.server import broadcast, serve
 
     from asset_pipeline.progress.messages import encode, envelope
@@ -104,6 +105,7 @@ async def _floor(port: int, ready) -> None:
             async for text in websocket:
                 seq += 1
                 broadcast(clients, encode(envelope(seq, json.loads(text))))
+                await websocket.send("ok")  # like the hub's POST response: the publisher waits for it
             return
         clients.add(websocket)
         try:
@@ -202,9 +204,14 @@ def run_floor(args) -> Result:
     server.start()
     ready.wait(30)
     try:
-        with connect(f"ws://127.0.0.1:{port}/publish", compression=None) as publisher:
-            return measure("bare websockets floor", [f"ws://127.0.0.1:{port}/monitor"], [server.pid],
-                           lambda index, body: publisher.send(json.dumps(body)), args.subscribers, args.rate,
+        with connect(f"ws://127.0.0.1:{port}/publish", compression=None, ping_interval=None) as publisher:
+
+            def publish(index: int, body: dict) -> None:
+                publisher.send(json.dumps(body))
+                publisher.recv(timeout=120)
+
+            return measure("bare websockets floor", [f"ws://127.0.0.1:{port}/monitor"], [server.pid], publish,
+                           args.subscribers, args.rate,
                            args.seconds, args.client_processes)
     finally:
         server.terminate()
@@ -251,12 +258,13 @@ def main() -> None:
     print(f"hub scale-out: {args.subscribers} subscribers in {args.client_processes} client processes, {args.rate:g} events/s for {args.seconds:g} s; "
           f"{os.cpu_count()} cores, load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"  {'setup':<26} {'delivered/expected':>26} {'p50 ms':>8} {'p99 ms':>8} {'CPU s':>7} "
-          f"{'CPU/delivery':>13} {'vs floor':>9} {'clients CPU s':>14}")
+          f"{'CPU/delivery':>13} {'vs floor':>9} {'clients CPU s':>14} {'published in':>13}")
     for result in results:
         share = f"{100 * result.received / result.expected:.2f}%"
         print(f"  {result.name:<26} {f'{result.received}/{result.expected} ({share})':>26} {result.p50_ms:>8.1f} "
               f"{result.p99_ms:>8.1f} {result.cpu_s:>7.1f} {result.cpu_per_delivery_us:>10.1f} us "
-              f"{result.cpu_per_delivery_us / floor.cpu_per_delivery_us:>8.2f}x {result.clients_cpu_s:>14.1f}")
+              f"{result.cpu_per_delivery_us / floor.cpu_per_delivery_us:>8.2f}x {result.clients_cpu_s:>14.1f} "
+              f"{result.publish_s:>11.1f} s")
     print("  (target: hub CPU per delivery <= 1.3x the floor, p99 no worse than the floor's; "
           "Redis's own CPU is not counted)")
 
