@@ -42,6 +42,7 @@ class Subscriber:
     queued_chars: int = 0
     unflushed: int = 0  # direct writes since the socket buffer was last seen empty
     closing: bool = False
+    gone: bool = False  # the socket closed under us: not a slow client, just remove it
     sender: asyncio.Task | None = None
 
     @property
@@ -60,6 +61,7 @@ class Subscriber:
         if self.write is not None:
             buffered = self.write(framed if framed is not None else frame(text))
             if buffered is None:
+                self.gone = True
                 return False
             self.unflushed = self.unflushed + 1 if buffered else 0
             return buffered <= self.max_chars and self.unflushed <= self.queue_size
@@ -143,6 +145,10 @@ class Subscribers:
             self.disconnect(subscriber, reply.close.code, reply.close.reason)
 
     def _too_slow(self, subscriber: Subscriber) -> None:
+        if subscriber.gone:  # closed by the client before its handler noticed: nothing was dropped
+            subscriber.closing = True
+            self.remove(subscriber)
+            return
         if not subscriber.closing:
             self._counters.slow_clients_disconnected += 1
             self.disconnect(subscriber, CLOSE_TRY_AGAIN_LATER, "too slow: message queue full")
