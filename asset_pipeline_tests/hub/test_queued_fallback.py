@@ -38,7 +38,7 @@ def test_a_stalled_client_is_cut_through_the_queued_path() -> None:
     with plain_hub(HubConfig(client_queue_size=20)) as hub, stalled_subscriber(hub.url):
         with hub.subscribe() as fast:
             receive(fast), receive(fast)
-            for _batch in range(10):
+            for _batch in range(150):  # ~2.8 MB: past the kernel buffers, then the 20-message queue
                 hub.publish([progress("a", message="x" * 1900) for _ in range(10)])
                 for _ in range(10):
                     receive_until(fast, "progress")
