@@ -59,6 +59,7 @@ bench: venv instance
 	$(BIN)/python bench/diffusers_progress.py
 	$(BIN)/python bench/hub_fanout.py
 	$(BIN)/python bench/comfyui.py
+	$(BIN)/python bench/hub_scaleout.py
 
 # The full-scale proofs on PostgreSQL (chaos restarts the server: run nothing else beside it).
 bench-scale: venv

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -46,7 +47,7 @@ def test_the_kubernetes_instance_differs_only_by_its_run_launcher() -> None:
 def test_compose_runs_the_real_commands_and_holds_no_secret_values() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "code", "webserver", "daemon", "hub"}
+    assert set(services) == {"postgres", "redis", "code", "webserver", "daemon", "hub"}
     assert services["hub"]["command"].startswith("asset-pipeline hub --host 0.0.0.0")
     environment = services["daemon"]["environment"]
     assert environment["ASSET_PIPELINE_HUB_TOKEN"].startswith("${") and environment["REPLICATE_API_TOKEN"].startswith("${")
@@ -66,3 +67,19 @@ def test_kubernetes_manifests_parse_and_reference_the_secret() -> None:
     values = yaml.safe_load((DEPLOY / "k8s" / "values.yaml").read_text())
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+
+
+def test_the_hub_runs_two_replicas_sharing_the_redis_service_in_compose_and_kubernetes() -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    hub = services["hub"]
+    assert hub["deploy"]["replicas"] == 2 and "redis" in hub["depends_on"]
+    assert urlsplit(hub["environment"]["ASSET_PIPELINE_REDIS_URL"]).hostname == "redis"
+    assert services["redis"]["image"].startswith("redis:")
+    config, deployment, _service = yaml.safe_load_all((DEPLOY / "k8s" / "hub.yaml").read_text())
+    assert deployment["spec"]["replicas"] == 2
+    redis_deployment, redis_service = yaml.safe_load_all((DEPLOY / "k8s" / "redis.yaml").read_text())
+    assert (redis_deployment["kind"], redis_service["kind"]) == ("Deployment", "Service")
+    url = urlsplit(config["data"]["ASSET_PIPELINE_REDIS_URL"])
+    assert (url.hostname, url.port) == (redis_service["metadata"]["name"], redis_service["spec"]["ports"][0]["port"])
+    assert redis_service["spec"]["selector"] == redis_deployment["spec"]["template"]["metadata"]["labels"]
+    assert url.password is None  # a password would belong in the secret, never in a ConfigMap

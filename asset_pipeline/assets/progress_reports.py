@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asset_pipeline.generation.progress import StepProgress
-from asset_pipeline.hub.messages import ProgressEvent, ProgressStatus
+from asset_pipeline.progress.messages import ProgressEvent, ProgressStatus
 
 Publish = Callable[[ProgressEvent], None]
 

@@ -20,7 +20,7 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     """
     import uvicorn
 
-    from asset_pipeline.cli.hub_startup import initial_state, spend_source, state_limits
+    from asset_pipeline.cli.hub_startup import initial_state, shared_stream, spend_source, state_limits
     from asset_pipeline.errors import ConfigurationError
     from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.settings import load_settings
@@ -30,10 +30,13 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     settings = load_settings()
     try:
         limits = state_limits()
+        redis_url, redis_prefix = shared_stream()
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     state = initial_state(settings, echo=lambda line: click.echo(line, err=True), limits=limits)
     config = HubConfig(token=token, ping_interval_s=ping_interval, image_root=settings.data_dir,
-                       spend_source=spend_source(settings))
-    click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'})", err=True)
+                       spend_source=spend_source(settings), max_connections=limits.max_connections,
+                       redis_url=redis_url, redis_prefix=redis_prefix)
+    shared = f", events shared through Redis under '{redis_prefix}'" if redis_url else ""
+    click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'}{shared})", err=True)
     uvicorn.run(build_hub_app(config, state), host=host, port=port, log_level="warning", lifespan="on", **WS_OPTIONS)

@@ -19,6 +19,7 @@ class HubLimits:
     max_partitions: int = 20_000
     max_runs: int = 1_000
     snapshot_partitions: int = 1_000
+    max_connections: int = 10_000  # WebSocket connections served at once by this process
 
 
 # variable -> (HubLimits field, default, smallest allowed)
@@ -26,7 +27,24 @@ LIMIT_VARIABLES = {
     "ASSET_PIPELINE_HUB_MAX_PARTITIONS": ("max_partitions", 20_000, 1),
     "ASSET_PIPELINE_HUB_MAX_RUNS": ("max_runs", 1_000, 1),
     "ASSET_PIPELINE_HUB_SNAPSHOT_PARTITIONS": ("snapshot_partitions", 1_000, 0),
+    "ASSET_PIPELINE_HUB_MAX_CONNECTIONS": ("max_connections", 10_000, 1),
 }
+REDIS_PREFIX_VARIABLE = "ASSET_PIPELINE_HUB_REDIS_PREFIX"
+
+
+def shared_stream(environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """The Redis URL the hub shares events through (None: this process alone) and its key prefix;
+    Redis is pinged here so an unreachable one stops the hub with the variable's name."""
+    environ = os.environ if environ is None else environ
+    url = environ.get("ASSET_PIPELINE_REDIS_URL", "").strip() or None
+    prefix = environ.get(REDIS_PREFIX_VARIABLE, "").strip() or "asset_pipeline:hub"
+    if len(prefix) > 100 or not prefix.isascii() or not prefix.isprintable() or " " in prefix:
+        raise ConfigurationError(REDIS_PREFIX_VARIABLE, "expected up to 100 printable ASCII characters, no spaces")
+    if url is not None:
+        from asset_pipeline.hub.redis_bus import check_reachable
+
+        check_reachable(url)
+    return url, prefix
 
 
 def state_limits(environ: Mapping[str, str] | None = None) -> HubLimits:

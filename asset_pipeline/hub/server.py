@@ -13,6 +13,10 @@
 A subscriber may connect with `?after_seq=N&hub_id=H` (or send `{"type": "resume", "after_seq": N,
 "hub_id": H}`) to receive what it missed instead of a snapshot; a seq this hub process cannot
 vouch for (another `hub_id`, older than its history, not yet issued) gets a gap snapshot.
+
+The protocol itself is `session.HubSession` (sans I/O); this module only moves bytes: it accepts
+the socket, hands frames to the session and writes what it answers. With `redis_url` set, events
+go through one Redis stream shared by every hub process (`redis_bus.py`).
 """
 
 from __future__ import annotations
@@ -26,48 +30,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
+from redis import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from asset_pipeline.errors import UnsafePathError
 from asset_pipeline.hub.access import authorized, presented_token
-from asset_pipeline.hub.connections import Subscriber, Subscribers
-from asset_pipeline.hub.messages import (
-    CLIENT_MESSAGE,
-    PARTITION_KEY_PATTERN,
-    RUN_ID_PATTERN,
-    ResumeRequest,
-    encode,
-    envelope,
-    published_events,
-)
-from asset_pipeline.hub.state import (
-    MONITOR,
-    HubState,
-    finite_only,
-    partition_channel,
-    run_channel,
-)
+from asset_pipeline.hub.broadcast_protocol import WRITE_FRAME_EXTENSION
+from asset_pipeline.hub.connections import Subscribers, close_socket
+from asset_pipeline.hub.redis_bus import RedisBus
+from asset_pipeline.hub.session import MAX_FRAME_BYTES, HubSession, channel_for
+from asset_pipeline.hub.state import HubState, Outgoing, finite_only
+from asset_pipeline.progress.messages import PARTITION_KEY_PATTERN, published_events
 from asset_pipeline.storage.paths import inside_root
 
 DASHBOARD = Path(__file__).parent / "dashboard"
-MAX_FRAME_BYTES = 64 * 1024
-# uvicorn's sans-I/O websockets protocol: about 5% less CPU per delivered message than the legacy one.
-WS_IMPLEMENTATION = "websockets-sansio"
+# uvicorn's sans-I/O websockets protocol (about 5% less CPU per delivered message than the legacy
+# one), extended to write a message framed once to every subscriber (broadcast_protocol.py).
+WS_IMPLEMENTATION = "asset_pipeline.hub.broadcast_protocol:BroadcastProtocol"
 # uvicorn's WebSocket options for the hub. Per-message deflate is off: messages are a few hundred
-# bytes, and compressing each one once per subscriber cost more CPU than all the rest of a delivery.
+# bytes, and compressing each one once per subscriber cost more CPU than all the rest of a delivery
+# (and a frame shared by every subscriber cannot be compressed per connection).
 WS_OPTIONS = {"ws": WS_IMPLEMENTATION, "ws_max_size": MAX_FRAME_BYTES, "ws_per_message_deflate": False}
 MAX_PUBLISH_BYTES = 4 * 1024 * 1024
 CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
 MAX_PAGE = 1000
-_RESUME_QUERY = TypeAdapter(ResumeRequest)
-_RUN_ID = re.compile(RUN_ID_PATTERN)
 _PARTITION_KEY = re.compile(PARTITION_KEY_PATTERN)
 
 
@@ -76,27 +68,39 @@ class HubConfig:
     token: str | None = None
     ping_interval_s: float = 20.0
     client_queue_size: int = 2000  # messages waiting for one subscriber ...
-    client_queue_bytes: int = 8 * 1024 * 1024  # ... and their characters; past either it is cut (1013)
+    client_queue_bytes: int = 8 * 1024 * 1024  # ... and their bytes; past either it is cut (1013)
     history_size: int = 10_000
     max_partitions: int = 20_000  # partitions and runs remembered; the least recently updated
     max_runs: int = 1_000  # finished ones are forgotten first
     snapshot_partitions: int = 1_000  # partitions in a monitor snapshot (the most recent)
+    max_connections: int = 10_000  # WebSocket connections served at once; more are refused (1013)
     image_root: Path | None = None  # the image store, for the gallery
     spend_source: Callable[[], dict[str, Any] | None] | None = None  # read in a thread
     spend_interval_s: float = 5.0
+    redis_url: str | None = None  # set: share events with every hub on this Redis (redis_bus.py)
+    redis_prefix: str = "asset_pipeline:hub"
 
 
 class Hub:
-    """The running hub: state plus subscribers, all on one event loop."""
+    """The running hub: state plus subscribers, all on one event loop; a Redis bus when shared."""
 
     def __init__(self, config: HubConfig, state: HubState | None = None):
         self.config = config
         self.state = state or HubState(history_size=config.history_size, max_partitions=config.max_partitions,
                                        max_runs=config.max_runs, snapshot_partitions=config.snapshot_partitions)
         self.subscribers = Subscribers(self.state.counters, config.client_queue_size, config.client_queue_bytes)
+        self.bus = RedisBus(config.redis_url, prefix=config.redis_prefix, history_size=self.state.history_size) \
+            if config.redis_url else None
         self.started_at = time.time()
 
+    async def receive_published(self, events: list) -> dict[str, int]:
+        """Events POSTed to this process: onto the shared stream, or straight to this hub's subscribers."""
+        if self.bus is not None:
+            return await self.bus.publish(events)
+        return self.publish(events)
+
     def publish(self, events: list) -> dict[str, int]:
+        """Number, remember and fan out `events` in this process (a hub not sharing a stream)."""
         accepted = duplicates = 0
         for event in events:
             outgoing = self.state.accept(event)
@@ -104,17 +108,23 @@ class Hub:
                 duplicates += 1
                 continue
             accepted += 1
-            self.subscribers.fan_out(outgoing)
+            self.deliver(outgoing)
         return {"accepted": accepted, "duplicates": duplicates, "seq": self.state.seq}
 
-    def direct(self, subscriber: Subscriber, body: dict[str, Any]) -> None:
-        subscriber.offer(encode(envelope(self.state.next_seq(), body)))
+    def deliver(self, outgoing: Outgoing) -> None:
+        self.subscribers.fan_out(outgoing)
+
+    def session(self, channel: str | None, what: str) -> HubSession:
+        return HubSession(self.state, channel, what=what, ping_interval_s=self.config.ping_interval_s,
+                          max_connections=self.config.max_connections, max_replay=self.config.client_queue_size)
 
     def status(self) -> dict[str, Any]:
         counters = self.state.counters
         return {
             "hub_id": self.state.hub_id,
+            "shared": self.bus is not None,
             "connections": self.subscribers.count,
+            "max_connections": self.config.max_connections,
             "channels": self.subscribers.by_channel(),
             "events_received": counters.events_received,
             "events_delivered": counters.events_delivered,
@@ -132,15 +142,9 @@ class Hub:
 
     async def keep_alive(self) -> None:
         """Ping every subscriber each interval; drop those silent for two intervals."""
-        interval = self.config.ping_interval_s
         while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for subscriber in self.subscribers:
-                if now - subscriber.last_seen > 2 * interval:
-                    self.subscribers.disconnect(subscriber, CLOSE_POLICY_VIOLATION, "no pong")
-                else:
-                    self.direct(subscriber, {"type": "ping"})
+            await asyncio.sleep(self.config.ping_interval_s)
+            self.subscribers.tick()
 
     async def refresh_spend(self) -> None:
         source = self.config.spend_source
@@ -151,6 +155,43 @@ class Hub:
                 self.state.spend = finite_only(await asyncio.to_thread(source))
             await asyncio.sleep(self.config.spend_interval_s)
 
+    async def serve(self, websocket: WebSocket, session: HubSession) -> None:
+        """One subscriber: the session decides what to send, this moves the bytes."""
+        await websocket.accept()
+        subscribers = self.subscribers
+        if self.bus is not None and "after_seq" in websocket.query_params:
+            subscribers.pending += 1  # a resume may wait for this instance to read what another issued
+            try:
+                with contextlib.suppress(ValueError):
+                    await self.bus.caught_up(self.state, int(websocket.query_params["after_seq"][:16]))
+            finally:
+                subscribers.pending -= 1
+        reply = session.open(websocket.query_params, connections=subscribers.count + subscribers.pending)
+        if reply.close is not None and not reply.too_many:
+            for refusal in reply.texts:
+                await websocket.send_text(refusal)
+            await close_socket(websocket, reply.close)
+            return
+        write = websocket.scope.get("extensions", {}).get(WRITE_FRAME_EXTENSION, {}).get("write")
+        subscriber = subscribers.add(websocket, session, write)
+        subscribers.apply(subscriber, reply)
+        try:
+            while not subscriber.closing:
+                try:
+                    frame = await websocket.receive()
+                except (RuntimeError, OSError):
+                    return
+                if frame["type"] == "websocket.disconnect":
+                    return
+                text: str | None = frame.get("text")
+                if text is None and frame.get("bytes") is not None:
+                    text = frame["bytes"].decode("utf-8", errors="replace")
+                if text is not None:
+                    subscribers.apply(subscriber, session.receive(text, connections=subscribers.count))
+        finally:
+            if not subscriber.closing:
+                subscribers.remove(subscriber)
+
 
 def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette:
     hub = Hub(config, state)
@@ -158,9 +199,12 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     def allowed(connection: Request | WebSocket) -> bool:
         return authorized(config.token, presented_token(connection.headers, connection.query_params))
 
+    def unauthorized() -> Response:
+        return JSONResponse({"error": "missing or wrong token"}, status_code=401)
+
     async def publish(request: Request) -> Response:
         if not allowed(request):
-            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
+            return unauthorized()
         body = await limited_body(request, MAX_PUBLISH_BYTES)
         if body is None:
             return JSONResponse({"error": f"body over {MAX_PUBLISH_BYTES} bytes"}, status_code=413)
@@ -173,12 +217,15 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
                                     status_code=400)
             problems = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in errors[:20]]
             return JSONResponse({"error": "invalid event", "problems": problems}, status_code=422)
-        return JSONResponse(hub.publish(events))
+        try:
+            return JSONResponse(await hub.receive_published(events))
+        except (RedisError, OSError) as exc:
+            return JSONResponse({"error": f"shared event stream unavailable ({exc.__class__.__name__})"}, status_code=503)
 
     async def partitions(request: Request) -> Response:
         """Every partition's latest state, by key, `limit` at a time: what a bounded snapshot left out."""
         if not allowed(request):
-            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
+            return unauthorized()
         after = request.query_params.get("after", "")
         limit = request.query_params.get("limit", str(MAX_PAGE))
         if len(after) > 80 or not limit.isascii() or not limit.isdigit() or not 1 <= int(limit[:5]) <= MAX_PAGE:
@@ -189,9 +236,7 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
                              "next_after": page[-1]["partition_key"] if more else None})
 
     async def status(request: Request) -> Response:
-        if not allowed(request):
-            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
-        return JSONResponse(hub.status())
+        return JSONResponse(hub.status()) if allowed(request) else unauthorized()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -199,7 +244,7 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     async def image(request: Request) -> Response:
         key = request.path_params["partition_key"]
         if not allowed(request):
-            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
+            return unauthorized()
         if not _PARTITION_KEY.match(key) or config.image_root is None:
             return JSONResponse({"error": "no such image"}, status_code=404)
         try:
@@ -213,120 +258,29 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     async def dashboard(request: Request) -> Response:
         return FileResponse(DASHBOARD / "index.html", media_type="text/html")
 
-    async def monitor(websocket: WebSocket) -> None:
-        await subscribe(websocket, MONITOR)
-
-    async def run(websocket: WebSocket) -> None:
-        run_id = websocket.path_params["run_id"]
-        await subscribe(websocket, run_channel(run_id) if _RUN_ID.match(run_id) else None, f"run id '{run_id[:80]}'")
-
-    async def partition(websocket: WebSocket) -> None:
-        key = websocket.path_params["partition_key"]
-        valid = _PARTITION_KEY.match(key)
-        await subscribe(websocket, partition_channel(key) if valid else None, f"partition key '{key[:80]}'")
-
-    async def subscribe(websocket: WebSocket, channel: str | None, what: str = "") -> None:
-        if not allowed(websocket):
-            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="missing or wrong token")
-            return
-        await websocket.accept()
-        if channel is None:
-            await refuse(websocket, "invalid_channel", f"invalid {what}")
-            return
-        resume = None
-        if "after_seq" in websocket.query_params:
-            try:
-                resume = _RESUME_QUERY.validate_python({"type": "resume", **{
-                    name: websocket.query_params[name][:40] for name in ("after_seq", "hub_id")
-                    if name in websocket.query_params}})
-            except ValidationError as exc:
-                await refuse(websocket, "invalid", f"{_problem(exc)} (after_seq: 0 to 2**53-1, hub_id: hex)")
+    def channel_route(kind: str, parameter: str = ""):
+        async def endpoint(websocket: WebSocket) -> None:
+            if not allowed(websocket):
+                await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="missing or wrong token")
                 return
-        subscriber = hub.subscribers.add(websocket, channel)
-        hub.direct(subscriber, {"type": "connection", "channel": channel, "hub_id": hub.state.hub_id,
-                                "ping_interval_s": config.ping_interval_s})
-        if resume is not None:
-            _resume(subscriber, resume)
-        else:
-            subscriber.offer(encode(hub.state.snapshot(channel, connections=hub.subscribers.count)))
-        subscriber.sender = asyncio.create_task(_send(subscriber))
-        try:
-            await _receive(subscriber)
-        finally:
-            if not subscriber.closing:
-                hub.subscribers.remove(subscriber)
-            subscriber.sender.cancel()
-
-    async def refuse(websocket: WebSocket, code: str, message: str) -> None:
-        """An `error` message, then a policy-violation close frame."""
-        await websocket.send_text(encode(envelope(hub.state.next_seq(), {
-            "type": "error", "code": code, "message": message})))
-        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=code)
-
-    def _resume(subscriber: Subscriber, request: ResumeRequest) -> None:
-        missed = hub.state.replay(subscriber.channel, request.after_seq, request.hub_id)
-        if missed is None:
-            snapshot = hub.state.snapshot(subscriber.channel, connections=hub.subscribers.count, gap=True)
-            subscriber.offer(encode(snapshot))
-            return
-        for text in missed:
-            if not subscriber.offer(text):
-                hub.subscribers.disconnect(subscriber, 1013, "too much to resume; reconnect with a snapshot")
-                return
-
-    async def _send(subscriber: Subscriber) -> None:
-        counters = hub.state.counters
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.CancelledError):
-            while True:
-                text = await subscriber.queue.get()
-                subscriber.queued_chars -= len(text)
-                await subscriber.websocket.send_text(text)
-                counters.events_delivered += 1
-
-    async def _receive(subscriber: Subscriber) -> None:
-        websocket = subscriber.websocket
-        while True:
-            try:
-                frame = await websocket.receive()
-            except (RuntimeError, OSError):
-                return
-            if frame["type"] == "websocket.disconnect":
-                return
-            subscriber.last_seen = time.monotonic()
-            text = frame.get("text")
-            if text is None and frame.get("bytes") is not None:
-                text = frame["bytes"].decode("utf-8", errors="replace")
-            if text is None:
-                continue
-            if len(text.encode()) > MAX_FRAME_BYTES:
-                hub.subscribers.disconnect(subscriber, CLOSE_TOO_BIG, f"frame over {MAX_FRAME_BYTES} bytes")
-                return
-            handle_client_message(subscriber, text)
-
-    def handle_client_message(subscriber: Subscriber, text: str) -> None:
-        """Parsed by pydantic's JSON parser: depth, number size and every field are checked, never raised."""
-        try:
-            message = CLIENT_MESSAGE.validate_json(text)
-        except ValidationError as exc:
-            kind = exc.errors(include_url=False)[0]["type"]
-            code = {"json_invalid": "malformed_json", "union_tag_invalid": "unknown_type",
-                    "union_tag_not_found": "unknown_type", "model_attributes_type": "unknown_type"}.get(kind, "invalid")
-            hub.direct(subscriber, {"type": "error", "code": code,
-                                    "message": f"{_problem(exc)}; expected resume (after_seq, hub_id), ping or pong"})
-            return
-        if isinstance(message, ResumeRequest):
-            _resume(subscriber, message)
-        elif message.type == "ping":
-            hub.direct(subscriber, {"type": "pong"})
+            channel, what = channel_for(kind, websocket.path_params.get(parameter, ""))
+            await hub.serve(websocket, hub.session(channel, what))
+        return endpoint
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        if hub.bus is not None:
+            await hub.bus.start(hub.state)
         tasks = [asyncio.create_task(hub.keep_alive()), asyncio.create_task(hub.refresh_spend())]
+        if hub.bus is not None:
+            tasks.append(asyncio.create_task(hub.bus.run(hub.state, hub.deliver)))
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            if hub.bus is not None:
+                await hub.bus.close()
 
     app = Starlette(
         routes=[
@@ -336,9 +290,9 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             Route("/api/events", publish, methods=["POST"]),
             Route("/api/partitions", partitions),
             Route("/images/{partition_key}", image),
-            WebSocketRoute("/ws/monitor", monitor),
-            WebSocketRoute("/ws/runs/{run_id}", run),
-            WebSocketRoute("/ws/partitions/{partition_key}", partition),
+            WebSocketRoute("/ws/monitor", channel_route("monitor")),
+            WebSocketRoute("/ws/runs/{run_id}", channel_route("runs", "run_id")),
+            WebSocketRoute("/ws/partitions/{partition_key}", channel_route("partitions", "partition_key")),
             Mount("/static", StaticFiles(directory=DASHBOARD), name="static"),
         ],
         lifespan=lifespan,
@@ -361,9 +315,3 @@ async def limited_body(request: Request, limit: int) -> bytes | None:
             return None
     return bytes(body)
 
-
-def _problem(exc: ValidationError) -> str:
-    """The first problem of a validation error, in one short line (the input is never echoed)."""
-    error = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return (f"{where}: " if where else "") + error["msg"][:200]

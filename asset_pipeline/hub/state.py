@@ -13,6 +13,11 @@ Numbering survives restarts: each process starts its `seq` at milliseconds since
 (a restarted hub continues above its predecessor unless that one published a million events a
 second) and has a random `hub_id`. A resume from another `hub_id`, or from a seq this process never
 issued, gets a gap snapshot instead of a silent, empty replay.
+
+Shared (several hub processes on one Redis stream, `redis_bus.py`): the stream numbers events, so
+`accept` takes the seq and timestamp it was given and `restart_at` starts the process at the
+stream's position; messages for one client only (connection, snapshot, ping) carry the seq of the
+last event applied instead of a new one, since only the stream may issue numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asset_pipeline.hub.latest import BoundedLatest
-from asset_pipeline.hub.messages import ProgressEvent, RunEvent, encode, envelope
+from asset_pipeline.progress.messages import ProgressEvent, RunEvent, encode, envelope
 
 MONITOR = "monitor"
 ACTIVE_RUN_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
@@ -93,6 +98,7 @@ class HubState:
     hub_id: str = field(default_factory=lambda: secrets.token_hex(8))
     spend: dict[str, Any] | None = None
     counters: HubCounters = field(default_factory=HubCounters)
+    shared: bool = False
 
     def __post_init__(self) -> None:
         self.partitions = BoundedLatest(
@@ -109,10 +115,27 @@ class HubState:
         self.seq += 1
         return self.seq
 
-    def accept(self, event: ProgressEvent | RunEvent) -> Outgoing | None:
-        """Number, remember and encode one published event; None for a run event already seen."""
+    def direct_seq(self) -> int:
+        """The seq of a message for one client: a new one, or when shared the last event's."""
+        return self.seq if self.shared else self.next_seq()
+
+    def restart_at(self, seq: int, hub_id: str) -> None:
+        """Join a shared stream: numbering and the history start at `seq` (issued by the stream)."""
+        self.shared = True
+        self.hub_id = hub_id
+        self.seq = self.first_seq = self._forgotten_up_to = seq
+        self._history.clear()
+
+    def accept(self, event: ProgressEvent | RunEvent, *, seq: int | None = None,
+               timestamp: str | None = None) -> Outgoing | None:
+        """Number, remember and encode one published event; None for a run event already seen.
+        A `seq` (and `timestamp`) given by the shared stream is used as is; the stream deduplicates."""
         self.counters.events_received += 1
-        if isinstance(event, RunEvent):
+        if seq is not None:
+            if seq <= self.seq:
+                return None  # already applied (read twice around a reconnect)
+            self.seq = seq - 1
+        elif isinstance(event, RunEvent):
             if event.event_id in self._seen_event_ids:
                 self.counters.duplicates_ignored += 1
                 return None
@@ -121,6 +144,8 @@ class HubState:
                 self._seen_event_ids.popitem(last=False)
         body = event.model_dump()  # every field, null when unknown: subscribers see one stable shape
         message = envelope(self.next_seq(), body)
+        if timestamp is not None:
+            message["timestamp"] = timestamp
         self._apply(event, message)
         channels = [MONITOR]
         if event.run_id:
@@ -166,7 +191,7 @@ class HubState:
                         partitions_total=len(of_run))
         else:
             body.update(partition=self.partitions.get(channel.removeprefix("partitions/")))
-        return envelope(self.next_seq(), body)
+        return envelope(self.direct_seq(), body)
 
     def remember_partition(self, partition_key: str, **fields: Any) -> None:
         """Seed or update one partition's latest state (also used to rebuild after a restart)."""

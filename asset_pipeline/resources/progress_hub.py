@@ -15,8 +15,8 @@ import httpx
 from pydantic import Field, PrivateAttr
 
 from asset_pipeline.errors import HubUnavailable
-from asset_pipeline.hub.messages import ProgressEvent, RunEvent
-from asset_pipeline.hub.publisher import BufferedPublisher
+from asset_pipeline.progress.messages import ProgressEvent, RunEvent
+from asset_pipeline.progress.publisher import BufferedPublisher
 from asset_pipeline.resources.run_config_guard import enforce_operator_config
 from asset_pipeline.settings import from_settings
 

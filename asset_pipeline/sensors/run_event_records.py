@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from asset_pipeline.hub.messages import RunEvent
+from asset_pipeline.progress.messages import RunEvent
 
 FORWARDED = {
     dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.RUN_START,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline.hub.messages import PUBLISHED
 from asset_pipeline.hub.server import HubConfig
 from asset_pipeline.hub.state import HubState
+from asset_pipeline.progress.messages import PUBLISHED
 from asset_pipeline_testing.helpers import materialize, pipeline_defs, write_catalog
 from asset_pipeline_testing.hub_process import progress, running_hub
 from asset_pipeline_testing.serving import free_port

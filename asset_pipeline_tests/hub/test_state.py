@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from asset_pipeline.hub.messages import PUBLISHED, ProgressEvent, RunEvent
 from asset_pipeline.hub.state import HubState
+from asset_pipeline.progress.messages import PUBLISHED, ProgressEvent, RunEvent
 
 
 def event(key: str, run_id: str = "r1", **fields) -> ProgressEvent:

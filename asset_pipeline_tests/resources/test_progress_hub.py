@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline.hub.messages import ProgressEvent
-from asset_pipeline.hub.publisher import BufferedPublisher
+from asset_pipeline.progress.messages import ProgressEvent
+from asset_pipeline.progress.publisher import BufferedPublisher
 from asset_pipeline.resources.progress_hub import HubUnavailable, ProgressHub
 from asset_pipeline_testing.helpers import materialize, pipeline_defs
 from asset_pipeline_testing.hub_process import running_hub
