@@ -48,7 +48,7 @@ class PipelineSettings(BaseSettings):
     budget_total_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap on all spending")
     budget_daily_usd: float = Field(default=10.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per UTC day")
     budget_per_run_usd: float = Field(default=20.0, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="cap per Dagster run")
-    requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second from one run")
+    requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second (all runs together by default)")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
     max_attempts: int = Field(default=6, ge=1, le=20, description="attempts per image, all retry strategies together")
     backoff_base_s: float = Field(default=1.0, ge=0, description="first backoff ceiling for transient errors")
@@ -79,6 +79,13 @@ class PipelineSettings(BaseSettings):
     max_download_mb: float = Field(default=50.0, gt=0, le=1024, allow_inf_nan=False, description="largest output file downloaded")
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False, description="deadline of one download")
     max_output_megapixels: float = Field(default=40.0, gt=0, le=40, allow_inf_nan=False, description="cap on an output's pixels")
+    # --- issue 16: many machines (object storage, provider limits shared by every run) -------------
+    redis_url: str | None = Field(default=None, description="Redis for the shared provider limits (and the hub)")
+    provider_limits: Literal["deployment", "run"] = Field(
+        default="deployment", description="where the create rate and in-flight limit hold: every run together, or each run")
+    provider_max_concurrency: int = Field(default=32, ge=1, le=10_000,
+                                          description="most predictions in flight at the provider, all runs together")
+    adaptive_concurrency: bool = Field(default=True, description="lower the in-flight limit on 429s, timeouts, slowdowns")
 
     @field_validator("database_url")
     @classmethod

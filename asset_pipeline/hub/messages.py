@@ -50,6 +50,8 @@ class ProgressEvent(_Message):
     cost_usd: float | None = Field(default=None, ge=0)
     message: str = Field(default="", max_length=2000)
     path: str | None = Field(default=None, max_length=500)
+    # issue 16: the provider's adaptive in-flight limit, shared by every run, when this run reported it
+    concurrency_limit: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class RunEvent(_Message):
