@@ -13,16 +13,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PlainValidator, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from upath import UPath
 
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.money import MAX_BUDGET_USD
 from asset_pipeline.storage.database_url import check_database_url
+from asset_pipeline.storage.object_store import is_object_url, object_root
 
 Backend = Literal["placeholder", "replicate", "diffusers"]
+
+
+def _data_dir(value: Any) -> Path | UPath:
+    """A local folder (`Path`) or, for `s3://bucket/prefix`, an object-store root (issue 16)."""
+    if is_object_url(value):
+        return object_root(str(value), variable="ASSET_PIPELINE_DATA_DIR")
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    raise ValueError("expected a folder path or an s3://bucket/prefix URL")
+
+
+DataDir = Annotated[Path | UPath, PlainValidator(_data_dir)]
 
 
 def _default_data_dir() -> Path:
@@ -36,7 +50,7 @@ class PipelineSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ASSET_PIPELINE_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="image store root")
+    data_dir: DataDir = Field(default_factory=_default_data_dir, description="image store root: a folder or s3://bucket/prefix")
     catalog: Path | None = Field(default=None, description="catalog YAML file; None is the bundled one")
     backend: Backend = Field(default="placeholder", description="which backend generates images")
     model: str | None = Field(default=None, description="model reference for the backend")
@@ -94,6 +108,10 @@ class PipelineSettings(BaseSettings):
 
     @property
     def ledger_url(self) -> str:
+        if not self.database_url and is_object_url(self.data_dir):  # issue 16: no SQLite file on object storage
+            raise ConfigurationError("ASSET_PIPELINE_DATABASE_URL", "required when ASSET_PIPELINE_DATA_DIR is an s3:// "
+                                     "URL: the ledger cannot live on object storage; give a PostgreSQL URL (or a "
+                                     "local sqlite:/// path for one machine)")
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
 
 
