@@ -51,6 +51,7 @@ class LimitedBackend(ImageBackend):
         with self.concurrency.slot(session.cancelled) as slot:
             if slot is None or not self.rate.acquire(session.cancelled):
                 raise RenderCancelled(request.partition_key, "run terminated while waiting for the provider's limits")
+            slot.restart_clock()  # the provider's latency, not the wait for a create slot
             try:
                 rendered = self.inner.render(request, session)
             except GenerationError as exc:

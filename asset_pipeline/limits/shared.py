@@ -51,6 +51,9 @@ class Slot:
     started: float = field(default_factory=time.monotonic)
     reported: bool = False
 
+    def restart_clock(self) -> None:
+        self.started = time.monotonic()
+
     def report(self, outcome: Outcome) -> None:
         if not self.reported:
             self.reported = True

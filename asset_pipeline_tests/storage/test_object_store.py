@@ -121,7 +121,7 @@ def test_the_ledger_url_is_required_with_an_s3_data_dir(monkeypatch):
     monkeypatch.delenv("ASSET_PIPELINE_DATABASE_URL", raising=False)
     settings = PipelineSettings(data_dir="s3://bucket/p")
     with pytest.raises(ConfigurationError, match="ASSET_PIPELINE_DATABASE_URL: required when ASSET_PIPELINE_DATA_DIR"):
-        settings.ledger_url
+        _ = settings.ledger_url
     assert PipelineSettings(data_dir="s3://bucket/p", database_url="sqlite:////tmp/x.db").ledger_url
 
 
