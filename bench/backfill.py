@@ -57,6 +57,14 @@ def sample_catalog(count: int) -> str:
     return yaml.safe_dump({**document, "images": document["images"][:count]})
 
 
+def allow_runs_at_once(instance_yaml: Path, runs: int) -> None:
+    """The instance lets `runs` image runs go together (issue 16: the provider limits are shared, so
+    the pool no longer has to keep runs apart)."""
+    config = yaml.safe_load(instance_yaml.read_text())
+    config["concurrency"] = {"runs": {"max_concurrent_runs": runs}, "pools": {"default_limit": runs}}
+    instance_yaml.write_text(yaml.safe_dump(config))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=2.0)
@@ -66,6 +74,8 @@ def main() -> None:
     parser.add_argument("--provider-create-limit", type=float, default=None,
                         help="the fake provider answers 429 above this many creates/s")
     parser.add_argument("--partitions", type=int, default=None, help="only the first N catalog entries")
+    parser.add_argument("--runs-at-once", type=int, default=None,
+                        help="let this many image runs run together (the instance's run limit and image_provider pool)")
     args = parser.parse_args()
     settings_env = {"ASSET_PIPELINE_BACKEND": "replicate", "ASSET_PIPELINE_MAX_CONCURRENCY": str(args.concurrency),
                     "ASSET_PIPELINE_REQUESTS_PER_SECOND": str(args.create_rate), "ASSET_PIPELINE_POLL_INTERVAL_S": "0.2",
@@ -84,7 +94,10 @@ def main() -> None:
             catalog.write_text(sample_catalog(args.partitions))
             settings_env["ASSET_PIPELINE_CATALOG"] = str(catalog)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
-        env.update(settings_env, DAGSTER_HOME=str(instance_home(root)), DAGSTER_POSTGRES_URL=dagster_url,
+        home = instance_home(root)
+        if args.runs_at_once:
+            allow_runs_at_once(home / "dagster.yaml", args.runs_at_once)
+        env.update(settings_env, DAGSTER_HOME=str(home), DAGSTER_POSTGRES_URL=dagster_url,
                    ASSET_PIPELINE_DATA_DIR=str(root / "data"), ASSET_PIPELINE_DATABASE_URL=ledger_url,
                    ASSET_PIPELINE_HUB_URL=hub.url, REPLICATE_API_TOKEN=TOKEN, REPLICATE_BASE_URL=fake.base_url)
         os.environ.update(DAGSTER_POSTGRES_URL=dagster_url)
@@ -132,7 +145,8 @@ def main() -> None:
     n = len(keys)
     limit = max(n * args.latency / args.concurrency, n / args.create_rate)
     wall = end - first_start
-    print(f"backfill of {n} partitions in {len(records)} run(s), PostgreSQL instance, daemon + run queue; "
+    at_once = f", {args.runs_at_once} runs at once" if args.runs_at_once else ""
+    print(f"backfill of {n} partitions in {len(records)} run(s){at_once}, PostgreSQL instance, daemon + run queue; "
           f"fake Replicate latency {args.latency:g} s, concurrency {args.concurrency}, create rate {args.create_rate:g}/s")
     print(f"  submission -> first run start   {first_start - submitted:6.1f} s")
     print(f"  first run start -> backfill end {wall:6.1f} s   limit {limit:.1f} s "
