@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 
@@ -58,7 +59,7 @@ class RedisLimitStore:
             while True:
                 try:
                     pipe.watch(name)
-                    state = change(_state(pipe.hgetall(name)) or initial)
+                    state = change(_state(cast(dict, pipe.hgetall(name))) or initial)
                     pipe.multi()
                     pipe.hset(name, mapping={"limit": state.limit, "baseline_s": "" if state.baseline_s is None
                                              else state.baseline_s, "last_decrease_at": state.last_decrease_at})
@@ -68,7 +69,7 @@ class RedisLimitStore:
                     continue
 
     def read_limit(self, key: str) -> AimdState | None:
-        return _state(self.client.hgetall(f"{self.prefix}{key}:limit"))
+        return _state(cast(dict, self.client.hgetall(f"{self.prefix}{key}:limit")))
 
     def close(self) -> None:
         self.client.close()

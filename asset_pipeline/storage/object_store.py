@@ -147,7 +147,7 @@ def store_root(root: str | Path | UPath) -> Path | UPath:
     """The store's root: a local folder, or the object-store prefix of an `s3://` URL."""
     if is_object_url(root):
         return root if isinstance(root, UPath) else object_root(str(root), variable="ASSET_PIPELINE_DATA_DIR")
-    return Path(root)
+    return Path(str(root))
 
 
 def within_store(root: Path | UPath, relative: str | Path) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.money import BudgetCaps
-from asset_pipeline_testing.helpers import materialize, materializations, pipeline_defs, write_catalog
+from asset_pipeline_testing.helpers import materializations, materialize, pipeline_defs, write_catalog
 from asset_pipeline_testing.money_invariants import money_violations
 from asset_pipeline_testing.s3 import running_moto_s3
 
