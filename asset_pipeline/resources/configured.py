@@ -60,6 +60,12 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
         max_outage_s=settings.max_outage_s,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         breaker_minimum_calls=settings.breaker_minimum_calls,
+        # issue 16: provider limits shared by every run; a Redis URL may hold a password: EnvVar only
+        redis_url=dg.EnvVar("ASSET_PIPELINE_REDIS_URL")
+        if settings.redis_url and settings.redis_url == os.environ.get("ASSET_PIPELINE_REDIS_URL") else settings.redis_url,
+        provider_limits=settings.provider_limits,
+        provider_max_concurrency=settings.provider_max_concurrency,
+        adaptive_concurrency=settings.adaptive_concurrency,
         diffusers=DiffusersOptions(
             model_dir=settings.diffusers_model,
             refiner_dir=settings.diffusers_refiner,
