@@ -101,6 +101,14 @@ class PipelineSettings(BaseSettings):
                                           description="most predictions in flight at the provider, all runs together")
     adaptive_concurrency: bool = Field(default=True, description="lower the in-flight limit on 429s, timeouts, slowdowns")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Only Redis URLs; the reason never repeats the URL (it may hold a password)."""
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://[:PASSWORD@]HOST[:PORT]/DB, rediss://... or unix://PATH")
+        return value or None
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:

@@ -48,17 +48,23 @@ class LimitedBackend(ImageBackend):
         return self.inner.default_model
 
     def render(self, request: GenerationRequest, session: RenderSession) -> RenderedImage:
-        with self.concurrency.slot(session.cancelled) as slot:
-            if slot is None or not self.rate.acquire(session.cancelled):
-                raise RenderCancelled(request.partition_key, "run terminated while waiting for the provider's limits")
-            slot.restart_clock()  # the provider's latency, not the wait for a create slot
-            try:
-                rendered = self.inner.render(request, session)
-            except GenerationError as exc:
-                slot.report(outcome_of(exc))
-                raise
-            slot.report("ok")
-            return rendered
+        try:
+            with self.concurrency.slot(session.cancelled) as slot:
+                if slot is None or not self.rate.acquire(session.cancelled):
+                    raise RenderCancelled(request.partition_key, "run terminated while waiting for the provider's limits")
+                slot.restart_clock()  # the provider's latency, not the wait for a create slot
+                try:
+                    rendered = self.inner.render(request, session)
+                except GenerationError as exc:
+                    slot.report(outcome_of(exc))
+                    raise
+                slot.report("ok")
+                return rendered
+        except GenerationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the limits' store (database, Redis) failed; nothing was sent
+            raise GenerationError(request.partition_key, "the shared provider limits are unavailable "
+                                  f"({exc.__class__.__name__}); nothing was sent to the provider") from None
 
     def reservation_usd(self, model: str) -> float:
         return self.inner.reservation_usd(model)

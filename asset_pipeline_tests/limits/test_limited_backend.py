@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 
 from asset_pipeline.catalog.spec import ImageSpec
-from asset_pipeline.errors import ProviderError
+from asset_pipeline.errors import ConfigurationError, GenerationError, ProviderError
 from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
 from asset_pipeline.generation.placeholder import PlaceholderBackend
 from asset_pipeline.generation.request import GenerationRequest, build_request
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.limits.aimd import AimdConfig
 from asset_pipeline.limits.limited_backend import LimitedBackend
+from asset_pipeline.limits.redis_store import RedisLimitStore
 from asset_pipeline.limits.shared import AdaptiveConcurrency, SharedRateLimit
 from asset_pipeline.limits.sql_store import SqlLimitStore
 from asset_pipeline.resources.image_generator import ImageGenerator
+from asset_pipeline.settings import load_settings
 from asset_pipeline_testing.postgres import fresh_database
+from asset_pipeline_testing.serving import free_port
 
 
 class ScriptedBackend(ImageBackend):
@@ -106,3 +109,29 @@ def test_two_runs_share_one_create_rate_on_postgresql(fake_replicate, monkeypatc
         assert runs[0].concurrency_limit == runs[1].concurrency_limit == 6
         for generator in runs:
             generator.active_backend.close()
+
+
+def test_an_unreachable_redis_fails_the_image_without_sending_and_without_its_password():
+    store = RedisLimitStore(f"redis://:hunter2secret@127.0.0.1:{free_port()}/6")
+    scripted = ScriptedBackend(["ok"])
+    backend = LimitedBackend(scripted, rate=SharedRateLimit(store, key="replicate", rate=100),
+                             concurrency=AdaptiveConcurrency(store, key="replicate", config=AimdConfig(max_limit=2),
+                                                             lease_s=60))
+    with pytest.raises(GenerationError) as caught:
+        backend.render(request(), RenderSession())
+    assert "shared provider limits are unavailable" in caught.value.reason and "hunter2" not in str(caught.value)
+    assert scripted.script == ["ok"]
+
+
+@pytest.mark.parametrize(("variable", "value", "reason"), [
+    ("ASSET_PIPELINE_PROVIDER_MAX_CONCURRENCY", "0", "greater than or equal to 1"),
+    ("ASSET_PIPELINE_PROVIDER_MAX_CONCURRENCY", "lots", "valid integer"),
+    ("ASSET_PIPELINE_PROVIDER_LIMITS", "galaxy", "'deployment' or 'run'"),
+    ("ASSET_PIPELINE_REDIS_URL", "http://:pw-secret@host/0", "expected redis://"),
+])
+def test_malformed_limit_settings_name_the_variable(monkeypatch, variable, value, reason):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(variable) and reason in str(caught.value)
+    assert "pw-secret" not in str(caught.value)
