@@ -18,6 +18,7 @@ from asset_pipeline.limits.aimd import AimdConfig, AimdState, Outcome, initial_s
 from asset_pipeline.limits.store import LimitStore
 
 SLOT_POLL_S = 0.1  # how often the one waiting thread of a process asks again for a slot
+REFRESH_EVERY = 20  # at the ceiling, one healthy answer in this many is written to the shared store
 
 
 class SharedRateLimit:
@@ -75,6 +76,10 @@ class AdaptiveConcurrency:
         self._waiting = threading.Lock()
         self._last_slots: int | None = None
         self._initial = initial_state(config)
+        # The shared state as this process last read or wrote it; threads race on these two benignly
+        # (at worst one write more or fewer).
+        self._seen: AimdState | None = None
+        self._skipped = 0
 
     @property
     def last_seen(self) -> int | None:
@@ -99,7 +104,8 @@ class AdaptiveConcurrency:
                 while not cancelled.is_set():
                     got, state = self.store.try_slot(self.key, holder=holder, lease_s=self.lease_s,
                                                      initial=self._initial)
-                    self._announce(within(state, self.config))
+                    self._seen = within(state, self.config)  # another run may have moved it
+                    self._announce(self._seen)
                     if got or cancelled.wait(SLOT_POLL_S):
                         break
             finally:
@@ -116,11 +122,29 @@ class AdaptiveConcurrency:
         if outcome == "neutral" or not self.adaptive:
             return
         now = time.time()
+        if outcome == "ok" and self._healthy_at_ceiling(latency_s, now):
+            return  # nothing would change but the baseline's last digits: spare the shared store a write
         state = self.store.update_limit(
             self.key, lambda current: observe(within(current, self.config), self.config, outcome=outcome,
                                               latency_s=latency_s, now=now),
             initial=self._initial)
+        self._seen = state
         self._announce(state)
+
+    def _healthy_at_ceiling(self, latency_s: float | None, now: float) -> bool:
+        """A healthy answer while the limit sits at its ceiling changes nothing shared; every
+        `REFRESH_EVERY`th one is still written so the shared latency baseline keeps up."""
+        seen = self._seen
+        self._skipped += 1
+        if seen is None or seen.limit < self.config.max_limit or self._skipped >= REFRESH_EVERY:
+            self._skipped = 0
+            return False
+        after = observe(seen, self.config, outcome="ok", latency_s=latency_s, now=now)
+        if after.limit < seen.limit:  # slow: a decrease, which must be shared at once
+            self._skipped = 0
+            return False
+        self._seen = after
+        return True
 
     def _announce(self, state: AimdState) -> None:
         slots = state.slots

@@ -1,6 +1,6 @@
 """Shared provider limits in the ledger database (SQLite or PostgreSQL), which every run already uses.
 
-Each operation is one short transaction under `ledger.database.exclusive` with a scope of its own
+Each operation is one short transaction under `ledger.database.exclusive`, with a scope per provider
 (one PostgreSQL advisory lock per provider; SQLite's BEGIN IMMEDIATE), so read-modify-write of the
 rate's theoretical arrival time, the in-flight leases and the adaptive limit is atomic across
 processes and machines. Times are epoch seconds from each machine's clock (NTP keeps a cluster's
@@ -21,19 +21,32 @@ from asset_pipeline.limits.gcra import reserve
 
 
 class SqlLimitStore:
+    """The rate and the slots take separate locks (one provider's creates never queue behind its
+    slot bookkeeping); releasing a slot is a plain delete of its own row."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._ready: set[str] = set()
+
+    def _ensure(self, key: str) -> None:
+        """Create the provider's row once, under a lock of its own (two first users cannot both insert)."""
+        if key not in self._ready:
+            with exclusive(self.engine, scope=f"provider_limits:{key}") as connection:
+                self._row(connection, key)
+            self._ready.add(key)
 
     def reserve_rate(self, key: str, *, interval: float, burst: int) -> float:
-        with exclusive(self.engine, scope=f"provider_limits:{key}") as connection:
+        self._ensure(key)
+        with exclusive(self.engine, scope=f"provider_rate:{key}") as connection:
             row = self._row(connection, key)
             tat, wait = reserve(row["rate_tat"] or 0.0, time.time(), interval=interval, burst=burst)
             connection.execute(update(provider_limits).where(provider_limits.c.key == key).values(rate_tat=tat))
         return wait
 
     def try_slot(self, key: str, *, holder: str, lease_s: float, initial: AimdState) -> tuple[bool, AimdState]:
+        self._ensure(key)
         now = time.time()
-        with exclusive(self.engine, scope=f"provider_limits:{key}") as connection:
+        with exclusive(self.engine, scope=f"provider_slots:{key}") as connection:
             state = _state(self._row(connection, key), initial)
             connection.execute(delete(provider_slots).where(provider_slots.c.key == key,
                                                             provider_slots.c.expires_at <= now))
@@ -45,11 +58,12 @@ class SqlLimitStore:
         return True, state
 
     def release_slot(self, key: str, *, holder: str) -> None:
-        with exclusive(self.engine, scope=f"provider_limits:{key}") as connection:
+        with self.engine.begin() as connection:
             connection.execute(delete(provider_slots).where(provider_slots.c.holder == holder))
 
     def update_limit(self, key: str, change: Callable[[AimdState], AimdState], *, initial: AimdState) -> AimdState:
-        with exclusive(self.engine, scope=f"provider_limits:{key}") as connection:
+        self._ensure(key)
+        with exclusive(self.engine, scope=f"provider_slots:{key}") as connection:
             state = change(_state(self._row(connection, key), initial))
             connection.execute(update(provider_limits).where(provider_limits.c.key == key).values(
                 concurrency_limit=state.limit, baseline_s=state.baseline_s,
