@@ -95,7 +95,8 @@ def test_in_flight_limit_across_workers_and_it_adapts(stores):
     assert 1 < peak[0] <= 5
     limiters[0].observe("throttled", latency_s=None)
     assert limiters[1].limit == 2  # 5 * 0.5, seen by another worker
-    limiters[2].observe("ok", latency_s=0.5)
+    with limiters[2].slot(threading.Event()) as slot:  # a healthy answer in another worker grows it again
+        slot.report("ok")
     assert limiters[0].store.read_limit("replicate").limit == pytest.approx(2.5 + 1 / 2.5)
 
 
