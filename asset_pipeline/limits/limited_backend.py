@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 from asset_pipeline.errors import CreateOutcomeUnknown, GenerationError, ProviderError, RenderCancelled
 from asset_pipeline.generation.backend import ImageBackend, RenderedImage, RenderSession
@@ -46,6 +47,12 @@ class LimitedBackend(ImageBackend):
     @property
     def default_model(self) -> str:
         return self.inner.default_model
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the inner backend's (e.g. ReplicateBackend.model_inputs)."""
+        if name == "inner":  # not set yet (copy, unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def render(self, request: GenerationRequest, session: RenderSession) -> RenderedImage:
         try:
