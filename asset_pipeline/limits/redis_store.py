@@ -50,6 +50,10 @@ class RedisLimitStore:
         taken = self._try_slot(keys=[f"{self.prefix}{key}:slots"], args=[now, state.slots, now + lease_s, holder])
         return bool(int(taken)), state
 
+    def renew_slots(self, key: str, *, holders: list[str], lease_s: float) -> None:
+        if holders:  # XX: only leases still there (a released one is not brought back)
+            self.client.zadd(f"{self.prefix}{key}:slots", {holder: time.time() + lease_s for holder in holders}, xx=True)
+
     def release_slot(self, key: str, *, holder: str) -> None:
         self.client.zrem(f"{self.prefix}{key}:slots", holder)
 

@@ -18,6 +18,7 @@ from asset_pipeline.limits.aimd import AimdConfig, AimdState, Outcome, initial_s
 from asset_pipeline.limits.store import LimitStore
 
 SLOT_POLL_S = 0.1  # how often the one waiting thread of a process asks again for a slot
+LEASE_S = 30.0  # an in-flight slot of a process that died is free again after this long
 REFRESH_EVERY = 20  # at the ceiling, one healthy answer in this many is written to the shared store
 
 
@@ -64,12 +65,14 @@ class Slot:
 class AdaptiveConcurrency:
     """Requests in flight at one provider across every process, under a limit that adapts (AIMD).
 
-    Within a process only one thread at a time asks the store for a slot (the others queue on a
+    Slots are leases of `lease_s` (default 30 s) that a thread of each process renews every third
+    of that while its requests are in flight, so a process killed with -9 frees its slots within
+    `lease_s`. Within a process only one thread at a time asks the store for a slot (the others queue on a
     local lock), so waiting costs the database one query per `SLOT_POLL_S` per process, not per
     thread. `on_change(limit)` hears each change of the whole-number limit (the run log, the hub).
     """
 
-    def __init__(self, store: LimitStore, *, key: str, config: AimdConfig, lease_s: float,
+    def __init__(self, store: LimitStore, *, key: str, config: AimdConfig, lease_s: float = LEASE_S,
                  on_change: Callable[[int], None] | None = None, adaptive: bool = True):
         self.store, self.key, self.config, self.lease_s, self.adaptive = store, key, config, lease_s, adaptive
         self.on_change = on_change
@@ -80,6 +83,9 @@ class AdaptiveConcurrency:
         # (at worst one write more or fewer).
         self._seen: AimdState | None = None
         self._skipped = 0
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
 
     @property
     def last_seen(self) -> int | None:
@@ -113,10 +119,34 @@ class AdaptiveConcurrency:
         if not got:
             yield None
             return
+        self._hold(holder)
         try:
             yield Slot(self, holder)
         finally:
+            with self._held_lock:
+                self._held.discard(holder)
             self.store.release_slot(self.key, holder=holder)
+
+    def _hold(self, holder: str) -> None:
+        with self._held_lock:
+            self._held.add(holder)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew, name="provider-slot-leases", daemon=True)
+                self._renewer.start()
+
+    def _renew(self) -> None:
+        """Keep this process's leases alive while it holds any; ends when it holds none."""
+        while True:
+            time.sleep(self.lease_s / 3)
+            with self._held_lock:
+                holders = list(self._held)
+                if not holders:
+                    self._renewer = None
+                    return
+            try:
+                self.store.renew_slots(self.key, holders=holders, lease_s=self.lease_s)
+            except Exception:  # noqa: BLE001 - the store is briefly unreachable: try again next time
+                pass
 
     def observe(self, outcome: Outcome, *, latency_s: float | None) -> None:
         if outcome == "neutral" or not self.adaptive:

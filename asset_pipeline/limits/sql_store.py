@@ -57,6 +57,12 @@ class SqlLimitStore:
             connection.execute(insert(provider_slots).values(holder=holder, key=key, expires_at=now + lease_s))
         return True, state
 
+    def renew_slots(self, key: str, *, holders: list[str], lease_s: float) -> None:
+        if holders:
+            with self.engine.begin() as connection:
+                connection.execute(update(provider_slots).where(provider_slots.c.holder.in_(holders))
+                                   .values(expires_at=time.time() + lease_s))
+
     def release_slot(self, key: str, *, holder: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(provider_slots).where(provider_slots.c.holder == holder))

@@ -16,6 +16,9 @@ class LimitStore(Protocol):
     def try_slot(self, key: str, *, holder: str, lease_s: float, initial: AimdState) -> tuple[bool, AimdState]:
         """Take an in-flight slot for `holder` if fewer than the shared limit are held; the limit's state."""
 
+    def renew_slots(self, key: str, *, holders: list[str], lease_s: float) -> None:
+        """Extend the leases of `holders` (still in flight) to `lease_s` from now."""
+
     def release_slot(self, key: str, *, holder: str) -> None:
         """Give `holder`'s slot back (nothing if it expired or was never taken)."""
 

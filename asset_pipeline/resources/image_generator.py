@@ -289,7 +289,7 @@ class ImageGenerator(dg.ConfigurableResource):
             backend, scope=self.provider_limits,
             store=lambda: provider_limits.limit_store(redis_url=self.redis_url, engine=lambda: self._ledger_engine()),
             requests_per_second=self.requests_per_second, max_concurrency=self.provider_max_concurrency,
-            adaptive=self.adaptive_concurrency, max_predict_seconds=self.max_predict_seconds,
+            adaptive=self.adaptive_concurrency,
             on_change=self._log_limit)
 
     def _ledger_engine(self) -> Any:

@@ -22,7 +22,6 @@ from asset_pipeline.limits.sql_store import SqlLimitStore
 from asset_pipeline.limits.store import LimitStore
 
 REMOTE_BACKENDS = frozenset({"replicate", "comfyui"})
-LEASE_MARGIN_S = 120.0  # a crashed process's in-flight slot is freed this long after its longest prediction
 
 
 def limit_store(*, redis_url: str | None, engine: Callable[[], Engine]) -> LimitStore:
@@ -30,7 +29,7 @@ def limit_store(*, redis_url: str | None, engine: Callable[[], Engine]) -> Limit
 
 
 def limited(backend: ImageBackend, *, scope: str, store: Callable[[], LimitStore], requests_per_second: float,
-            max_concurrency: int, adaptive: bool, max_predict_seconds: float,
+            max_concurrency: int, adaptive: bool,
             on_change: Callable[[int], None] | None = None) -> ImageBackend:
     """`backend` held to the deployment's limits, or `backend` itself when they do not apply."""
     if scope != "deployment" or backend.name not in REMOTE_BACKENDS:
@@ -38,7 +37,7 @@ def limited(backend: ImageBackend, *, scope: str, store: Callable[[], LimitStore
     shared = store()
     rate = SharedRateLimit(shared, key=backend.name, rate=requests_per_second)
     concurrency = AdaptiveConcurrency(shared, key=backend.name, config=AimdConfig(max_limit=float(max_concurrency)),
-                                      lease_s=max_predict_seconds + LEASE_MARGIN_S, on_change=on_change,
+                                      on_change=on_change,
                                       adaptive=adaptive)
     return LimitedBackend(backend, rate=rate, concurrency=concurrency)
 

@@ -110,3 +110,18 @@ def test_a_crashed_holder_frees_its_slot_when_the_lease_expires(stores):
     with other.slot(threading.Event()) as slot:
         assert slot is not None
     assert time.monotonic() - started > 0.3
+
+
+def test_a_live_holder_keeps_its_slot_past_the_lease(stores):
+    """Leases are renewed while the request is in flight: a long prediction keeps its slot."""
+    config = AimdConfig(max_limit=1)
+    holder = AdaptiveConcurrency(stores(), key="replicate", config=config, lease_s=0.6)
+    other = AdaptiveConcurrency(stores(), key="replicate", config=config, lease_s=0.6)
+    with holder.slot(threading.Event()) as slot:
+        assert slot is not None
+        cancelled = threading.Event()
+        threading.Timer(1.5, cancelled.set).start()  # 2.5 leases long
+        with other.slot(cancelled) as never:
+            assert never is None
+    with other.slot(threading.Event()) as later:
+        assert later is not None
