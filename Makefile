@@ -60,11 +60,14 @@ bench: venv instance
 	$(BIN)/python bench/hub_fanout.py
 	$(BIN)/python bench/comfyui.py
 	$(BIN)/python bench/hub_scaleout.py
+	$(BIN)/python bench/adaptive_concurrency.py --partitions 100
+	$(BIN)/python bench/object_store_backfill.py --partitions 100
 
 # The full-scale proofs on PostgreSQL (chaos restarts the server: run nothing else beside it).
 bench-scale: venv
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/backfill.py --partitions-per-run 98 --provider-create-limit 10 --runs-at-once 5
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,18 +18,32 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from upath import UPath
 
 from asset_pipeline.catalog import Catalog, load_catalog
 from asset_pipeline.config_blocks import BreakerOptions, BudgetOptions, RetryOptions
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.generation.diffusers_options import DiffusersOptions
 from asset_pipeline.storage.database_url import check_database_url
+from asset_pipeline.storage.object_store import is_object_url, object_root
 
 Backend = Literal["placeholder", "replicate", "diffusers", "comfyui"]
+
+
+def _data_dir(value: Any) -> Path | UPath:
+    """A local folder (`Path`) or, for `s3://bucket/prefix`, an object-store root (issue 16)."""
+    if is_object_url(value):
+        return object_root(str(value), variable="ASSET_PIPELINE_DATA_DIR")
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    raise ValueError("expected a folder path or an s3://bucket/prefix URL")
+
+
+DataDir = Annotated[Path | UPath, PlainValidator(_data_dir)]
 
 
 def _default_data_dir() -> Path:
@@ -98,7 +112,7 @@ class PipelineSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ASSET_PIPELINE_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="image store root")
+    data_dir: DataDir = Field(default_factory=_default_data_dir, description="image store root: a folder or s3://bucket/prefix")
     catalog: Path | None = Field(default=None, description="catalog YAML file; None is the bundled one")
     backend: Backend = Field(default="placeholder", description="which backend generates images")
     model: str | None = Field(default=None, description="model reference for the backend")
@@ -107,7 +121,7 @@ class PipelineSettings(BaseSettings):
     )
     max_concurrency: int = Field(default=8, ge=1, le=256, description="images generated at once in one run")
     database_url: str | None = Field(default=None, description="ledger database URL; None is ledger.db in the data dir")
-    requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second from one run")
+    requests_per_second: float = Field(default=10.0, gt=0, description="new predictions per second (all runs together by default)")
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often a running prediction is polled")
     fallback_images: bool = Field(default=False, description="store a generic per-category image when all else fails")
     fallback_image_dir: Path | None = Field(default=None, description="folder of <category>.png fallback images")
@@ -142,6 +156,21 @@ class PipelineSettings(BaseSettings):
     comfyui_max_job_seconds: float = Field(default=600.0, gt=0, le=86400, allow_inf_nan=False,
                                            description="a job running longer is interrupted; reserved per image")
     comfyui_queue_depth: int = Field(default=2, ge=1, le=32, description="our prompts queued or running per server")
+    # --- issue 16: many machines (object storage, provider limits shared by every run) -------------
+    redis_url: str | None = Field(default=None, description="Redis for the shared provider limits (and the hub)")
+    provider_limits: Literal["deployment", "run"] = Field(
+        default="deployment", description="where the create rate and in-flight limit hold: every run together, or each run")
+    provider_max_concurrency: int = Field(default=32, ge=1, le=10_000,
+                                          description="most predictions in flight at the provider, all runs together")
+    adaptive_concurrency: bool = Field(default=True, description="lower the in-flight limit on 429s, timeouts, slowdowns")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Only Redis URLs; the reason never repeats the URL (it may hold a password)."""
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("expected redis://[:PASSWORD@]HOST[:PORT]/DB, rediss://... or unix://PATH")
+        return value or None
 
     @field_validator("database_url")
     @classmethod
@@ -159,6 +188,10 @@ class PipelineSettings(BaseSettings):
 
     @property
     def ledger_url(self) -> str:
+        if not self.database_url and is_object_url(self.data_dir):  # issue 16: no SQLite file on object storage
+            raise ConfigurationError("ASSET_PIPELINE_DATABASE_URL", "required when ASSET_PIPELINE_DATA_DIR is an s3:// "
+                                     "URL: the ledger cannot live on object storage; give a PostgreSQL URL (or a "
+                                     "local sqlite:/// path for one machine)")
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
 
 

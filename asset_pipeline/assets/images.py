@@ -22,6 +22,7 @@ from asset_pipeline.assets.lineage import (
     provenance_tags,
 )
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
+from asset_pipeline.assets.progress_reports import with_concurrency_limit
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
@@ -74,7 +75,8 @@ def build_images(
         unchecked: list[ImageOutcome] = []
         if image_generator.is_paid:
             image_generator.record_caps(run_id=context.run.run_id)
-        scope = RunScope(run_id=context.run.run_id, publish=progress_hub.publish,
+        publish = with_concurrency_limit(progress_hub.publish, lambda: image_generator.concurrency_limit)  # issue 16
+        scope = RunScope(run_id=context.run.run_id, publish=publish,
                          run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id),
                          on_retry=lambda notice: context.log.warning(notice.line()))
         tally = RunTally()

@@ -41,3 +41,13 @@ class PartitionProgress:
             self.publish(ProgressEvent(run_id=self.run_id, partition_key=self.partition_key, **fields))
         except Exception:  # noqa: BLE001 - progress is best-effort and must never fail an image
             pass
+
+
+def with_concurrency_limit(publish: Publish, limit: Callable[[], int | None]) -> Publish:
+    """Issue 16: every progress message carries the provider's shared in-flight limit as last seen."""
+
+    def publish_with_limit(event: ProgressEvent) -> None:
+        current = limit()
+        publish(event if current is None else event.model_copy(update={"concurrency_limit": current}))
+
+    return publish_with_limit

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis import RedisError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -47,6 +48,7 @@ from asset_pipeline.hub.redis_bus import RedisBus
 from asset_pipeline.hub.session import MAX_FRAME_BYTES, HubSession, channel_for
 from asset_pipeline.hub.state import HubState, Outgoing, finite_only
 from asset_pipeline.progress.messages import PARTITION_KEY_PATTERN, published_events
+from asset_pipeline.storage.object_store import within_store
 from asset_pipeline.storage.paths import inside_root
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -74,7 +76,7 @@ class HubConfig:
     max_runs: int = 1_000  # finished ones are forgotten first
     snapshot_partitions: int = 1_000  # partitions in a monitor snapshot (the most recent)
     max_connections: int = 10_000  # WebSocket connections served at once; more are refused (1013)
-    image_root: Path | None = None  # the image store, for the gallery
+    image_root: Any = None  # the image store, for the gallery: a folder, or an s3:// UPath (issue 16)
     spend_source: Callable[[], dict[str, Any] | None] | None = None  # read in a thread
     spend_interval_s: float = 5.0
     redis_url: str | None = None  # set: share events with every hub on this Redis (redis_bus.py)
@@ -247,6 +249,8 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
             return unauthorized()
         if not _PARTITION_KEY.match(key) or config.image_root is None:
             return JSONResponse({"error": "no such image"}, status_code=404)
+        if not isinstance(config.image_root, Path):  # issue 16: the store is on object storage
+            return await object_image(config.image_root, key)
         try:
             path = inside_root(config.image_root, Path("images") / f"{key}.png")
         except UnsafePathError:
@@ -254,6 +258,17 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
         if path is None or not path.is_file():
             return JSONResponse({"error": "no such image"}, status_code=404)
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    async def object_image(root: Any, key: str) -> Response:
+        """Issue 16: the partition's image read from the object store (in a worker thread) and sent
+        as it is, so browsers need no access to the bucket."""
+        try:
+            data = await run_in_threadpool(lambda: within_store(root, f"images/{key}.png").read_bytes())
+        except (UnsafePathError, FileNotFoundError):
+            return JSONResponse({"error": "no such image"}, status_code=404)
+        except Exception:  # noqa: BLE001 - the store is unreachable: say so without its error text
+            return JSONResponse({"error": "image store unavailable"}, status_code=502)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     async def dashboard(request: Request) -> Response:
         return FileResponse(DASHBOARD / "index.html", media_type="text/html")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Date, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -100,4 +100,28 @@ run_caps = Table(
     Column("daily_micros", BigInteger, nullable=False),
     Column("per_run_micros", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# --- issue 16: provider limits shared by every run (see asset_pipeline/limits/) -------------------
+# Unlike the history above, these two hold live state and are updated in place.
+# One row per provider: the GCRA's theoretical arrival time (epoch seconds) for the create rate, and
+# the adaptive concurrency limit (AIMD state).
+provider_limits = Table(
+    "provider_limits",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("rate_tat", Float, nullable=False, default=0.0),
+    Column("concurrency_limit", Float, nullable=True),
+    Column("baseline_s", Float, nullable=True),
+    Column("last_decrease_at", Float, nullable=True),
+)
+
+# Requests in flight at a provider, one lease per request; a crashed process's leases expire.
+provider_slots = Table(
+    "provider_slots",
+    metadata,
+    Column("holder", String(64), primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_provider_slots_key", "key", "expires_at"),
 )

@@ -50,6 +50,8 @@ class ProgressEvent(_Message):
     cost_usd: float | None = Field(default=None, ge=0)
     message: str = Field(default="", max_length=2000)
     path: str | None = Field(default=None, max_length=500)
+    # issue 16: the provider's adaptive in-flight limit, shared by every run, when this run reported it
+    concurrency_limit: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class RunEvent(_Message):
@@ -73,7 +75,7 @@ class RunEvent(_Message):
 
 
 PublishedEvent = Annotated[ProgressEvent | RunEvent, Field(discriminator="type")]
-PUBLISHED = TypeAdapter(PublishedEvent)
+PUBLISHED: TypeAdapter[ProgressEvent | RunEvent] = TypeAdapter(PublishedEvent)  # type: ignore[arg-type]  # Annotated union
 PUBLISHED_BATCH = TypeAdapter(list[PublishedEvent])
 
 
@@ -90,7 +92,7 @@ class ClientPing(_Message):
 
 
 ClientMessage = Annotated[ResumeRequest | ClientPing, Field(discriminator="type")]
-CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+CLIENT_MESSAGE: TypeAdapter[ResumeRequest | ClientPing] = TypeAdapter(ClientMessage)  # type: ignore[arg-type]
 
 
 def published_events(body: bytes) -> list[ProgressEvent | RunEvent]:

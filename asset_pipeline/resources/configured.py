@@ -55,9 +55,17 @@ def image_generator(settings: PipelineSettings) -> ImageGenerator:
                              gpu_hour_usd=settings.diffusers.gpu_hour_usd, max_job_seconds=settings.comfyui_max_job_seconds,
                              queue_depth=settings.comfyui_queue_depth)
     return ImageGenerator(**{**from_the_settings(ImageGenerator, settings), "database_url": ledger_url(settings),
-                             "replicate_api_token": token, "comfyui": comfyui})
+                             "replicate_api_token": token, "comfyui": comfyui,
+                             "redis_url": redis_url(settings)})
 
 
 def ledger(settings: PipelineSettings) -> LedgerResource:
     """The ledger's readers (spend report, sensors, schedules); its URL as `dg.EnvVar` when it is a secret."""
     return LedgerResource(**{**from_the_settings(LedgerResource, settings), "database_url": ledger_url(settings)})
+
+
+def redis_url(settings: PipelineSettings) -> str | None:
+    """A Redis URL may hold a password: bound as `dg.EnvVar` when it comes from the environment."""
+    if settings.redis_url and settings.redis_url == os.environ.get("ASSET_PIPELINE_REDIS_URL"):
+        return dg.EnvVar("ASSET_PIPELINE_REDIS_URL")
+    return settings.redis_url

@@ -33,6 +33,7 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.ledger.recorded_caps import record_caps
+from asset_pipeline.resources import provider_limits
 from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
 from asset_pipeline.resources.run_config_guard import configuration_failure, enforce_operator_config
@@ -50,6 +51,8 @@ FIXED_FIELDS = {
     "comfyui.urls": "ASSET_PIPELINE_COMFYUI_URL",
     "comfyui.workflow": "ASSET_PIPELINE_COMFYUI_WORKFLOW",
     "comfyui.gpu_hour_usd": "ASSET_PIPELINE_GPU_HOUR_USD",
+    "redis_url": "ASSET_PIPELINE_REDIS_URL",  # issue 16
+    "provider_limits": "ASSET_PIPELINE_PROVIDER_LIMITS",  # issue 16
 }
 CAP_FIELDS = {
     **{f"budget.{name}": variable for name, variable in BLOCKS["budget"].variables().items()},
@@ -116,6 +119,21 @@ class ImageGenerator(dg.ConfigurableResource):
         """`ImageGenerator(budget_total_usd=5, max_attempts=2)`: flat names set fields of the blocks."""
         return fold_flat_names(data)
 
+    # --- issue 16: provider limits shared by every run (resources/provider_limits.py) ---------------
+    redis_url: str | None = Field(default_factory=from_settings("redis_url"),
+                                  description="Redis for the shared provider limits (ASSET_PIPELINE_REDIS_URL); unset: "
+                                  "the ledger database; fixed by the operator.")
+    provider_limits: Literal["deployment", "run"] = Field(
+        default_factory=from_settings("provider_limits"),
+        description="`deployment`: one create rate and in-flight limit for every run (ASSET_PIPELINE_PROVIDER_LIMITS).")
+    provider_max_concurrency: int = Field(
+        default_factory=from_settings("provider_max_concurrency"), ge=1, le=10_000,
+        description="Most predictions in flight, all runs together (ASSET_PIPELINE_PROVIDER_MAX_CONCURRENCY).")
+    adaptive_concurrency: bool = Field(
+        default_factory=from_settings("adaptive_concurrency"),
+        description="Lower the in-flight limit on 429s, timeouts and slowdowns (ASSET_PIPELINE_ADAPTIVE_CONCURRENCY).")
+    _log: Any = PrivateAttr(default=None)
+
     _backend: ImageBackend | None = PrivateAttr(default=None)
     _ledger: BudgetLedger | None = PrivateAttr(default=None)
     _bucket: TokenBucket | None = PrivateAttr(default=None)
@@ -125,6 +143,7 @@ class ImageGenerator(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         enforce_operator_config(self, context, label="image_generator", fixed=FIXED_FIELDS, ceilings=CAP_FIELDS)
+        self._log = context.log  # issue 16: the adaptive limit's changes go to the run log
         try:
             backend = self.active_backend
             backend.check_models([self.model or backend.default_model, *self.retries.fallback_models])
@@ -179,7 +198,7 @@ class ImageGenerator(dg.ConfigurableResource):
     def active_backend(self) -> ImageBackend:
         with self._lock:
             if self._backend is None:
-                self._backend = self.build_backend()
+                self._backend = self._limited(self.build_backend())  # issue 16: shared provider limits
             return self._backend
 
     @property
@@ -258,6 +277,30 @@ class ImageGenerator(dg.ConfigurableResource):
         backend = self.active_backend
         return build_request(spec, backend=backend.name, model=self.model or backend.default_model,
                              variant=backend.request_variant)
+
+    def _limited(self, backend: ImageBackend) -> ImageBackend:
+        """Issue 16: `backend` inside the deployment's shared create rate and adaptive in-flight limit."""
+        return provider_limits.limited(
+            backend, scope=self.provider_limits,
+            store=lambda: provider_limits.limit_store(redis_url=self.redis_url, engine=lambda: self._ledger_engine()),
+            requests_per_second=self.requests_per_second, max_concurrency=self.provider_max_concurrency,
+            adaptive=self.adaptive_concurrency,
+            on_change=self._log_limit)
+
+    def _ledger_engine(self) -> Any:
+        if self._ledger is None:  # called with `_lock` held (from active_backend)
+            self._ledger = BudgetLedger(ledger_engine(self.database_url))
+        return self._ledger.engine
+
+    def _log_limit(self, limit: int) -> None:
+        if self._log is not None:
+            self._log.info(f"provider in-flight limit now {limit} (adaptive, shared by every run; "
+                           f"ceiling {self.provider_max_concurrency})")
+
+    @property
+    def concurrency_limit(self) -> int | None:
+        """Issue 16: the shared adaptive in-flight limit as last seen, for progress messages."""
+        return provider_limits.concurrency_limit(self._backend)
 
     def _token_bucket(self) -> TokenBucket:
         """Called with `_lock` held."""

@@ -6,7 +6,8 @@ Layout under `root`:
     images/<partition_key>.png     the current image of each partition (what the website uses)
     requests/<request_hash>.json   request hash -> the stored image: the cache index, written last
 
-Every write is atomic, so a crash leaves either the previous file or the complete new one. The
+The root may be an `s3://bucket/prefix` (issue 16, storage/object_store.py): the same layout as
+object keys, each written in one atomic PUT. Every write is atomic, so a crash leaves either the previous file or the complete new one. The
 request index is written after both image files, so an index entry always points at a complete
 object; a lookup re-hashes the object before trusting it.
 """
@@ -31,7 +32,8 @@ from asset_pipeline.settings import from_settings
 from asset_pipeline.storage.atomic import atomic_write
 from asset_pipeline.storage.data_dir import VARIABLE, check_data_dir
 from asset_pipeline.storage.images import StoredImage
-from asset_pipeline.storage.paths import inside_root, safe_digest, safe_partition_key
+from asset_pipeline.storage.object_store import store_root, within_store
+from asset_pipeline.storage.paths import safe_digest, safe_partition_key
 
 
 class ImageStore(dg.ConfigurableResource):
@@ -51,12 +53,13 @@ class ImageStore(dg.ConfigurableResource):
             raise configuration_failure(exc) from None
 
     @property
-    def root_path(self) -> Path:
-        return Path(self.root)
+    def root_path(self) -> Any:
+        """The local folder, or (issue 16) the `s3://` prefix as a UPath with the same interface."""
+        return store_root(self.root)
 
-    def resolve(self, relative: str | Path) -> Path:
+    def resolve(self, relative: str | Path) -> Any:
         """A path inside the store; raises `UnsafePathError` for anything that would escape it."""
-        return inside_root(self.root_path, relative)
+        return within_store(self.root_path, relative)
 
     def partition_path(self, partition_key: str) -> Path:
         return self.resolve(Path("images") / f"{safe_partition_key(partition_key)}.png")

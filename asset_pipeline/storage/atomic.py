@@ -11,10 +11,19 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from asset_pipeline.storage.object_store import publish
 
 
-def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
-    """Write `data` (bytes or an iterable of chunks) to `path` atomically and durably."""
+def atomic_write(path: Any, data: bytes | Iterable[bytes]) -> None:
+    """Write `data` (bytes or an iterable of chunks) to `path` atomically and durably.
+
+    An object-store path (`s3://`) is written in one atomic PUT instead (storage/object_store.py).
+    """
+    if not isinstance(path, Path):  # issue 16: a UPath on object storage
+        publish(path, data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from asset_pipeline.errors import ConfigurationError
+from asset_pipeline.storage.object_store import check_object_store, is_object_url
 
 VARIABLE = "ASSET_PIPELINE_DATA_DIR"
 # Directories that belong to the system (the exact folder, not folders below it).
@@ -24,12 +26,17 @@ _SYSTEM_DIRS = frozenset({
 _VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-def check_data_dir(path: Path | str, *, variable: str = VARIABLE, write: bool = True) -> Path:
+def check_data_dir(path: Any, *, variable: str = VARIABLE, write: bool = True) -> Any:
     """Create `path` if missing and prove it is a writable folder of its own; return it resolved.
+
+    An `s3://bucket/prefix` URL is checked as an object store instead (issue 16: a probe object is
+    put and deleted; see storage/object_store.py).
 
     With `write=False` (read-only commands) nothing is created or written: only what can never be
     a data directory is refused. Raises `ConfigurationError` naming `variable` and the reason.
     """
+    if is_object_url(path):  # issue 16
+        return check_object_store(str(path), variable=variable, write=write)
     resolved = Path(path).expanduser().resolve()
     if str(resolved) in _SYSTEM_DIRS or resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
         raise ConfigurationError(variable, f"{resolved} is a system or home directory; point it at a folder of its own")

@@ -10,6 +10,10 @@ would have charged, per model, so tests can compare it with the ledger.
 Failure injection: `down_until` answers every request `down_status` (503) until then (an outage); prompts containing `[[fail]]` fail, `[[corrupt]]` deliver bytes that are not an
 image, `[[wrongsize]]` deliver the wrong size; `fail_creates` holds HTTP statuses to answer the
 next creations with; `max_running` answers 429 beyond that many unfinished predictions.
+Provider limits (issue 16): `create_rate_limit` answers 429 + `Retry-After` to a creation above N
+creates/s (a token bucket of rate N and burst N, as a provider's "N per second" quota works);
+`answered_429` counts every 429 a creation got; `latency_s` may change while the server runs (a
+provider slowing down): each prediction keeps the latency it was created with.
 
 Hostile deliveries (issue 11), also by prompt marker: `[[pixelbomb]]` a 13000x13000 PNG (0.5 MB),
 `[[tiny]]` a 1x1 PNG, `[[drip]]` 16 bytes every `drip_interval_s` while `drip_enabled`,
@@ -66,6 +70,7 @@ class FakePrediction:
     input: dict[str, Any]
     created: float
     status: str = "starting"
+    latency_s: float | None = None  # fixed at creation; None: the state's current latency
     output: Any = None
     error: str | None = None
     predict_time: float | None = None
@@ -106,6 +111,26 @@ class FakeReplicateState:
     create_garbled: list[tuple[int, str]] = field(default_factory=list)
     succeeded_output: Any = REAL
     garbled_reads: int = 0
+    # --- provider limits (issue 16); see the module docstring ---------------------------------------
+    create_rate_limit: float | None = None
+    answered_429: int = 0
+    _create_tokens: float | None = None
+    _create_tokens_at: float = 0.0
+
+    def take_create_token(self, now: float) -> float:
+        """0 if a creation may go ahead under `create_rate_limit` (one token taken), else the seconds
+        until a token is back. Called with `lock` held."""
+        rate = self.create_rate_limit
+        if not rate:
+            return 0.0
+        tokens = rate if self._create_tokens is None else self._create_tokens
+        tokens = min(rate, tokens + (now - self._create_tokens_at) * rate)
+        self._create_tokens_at = now
+        if tokens >= 1:
+            self._create_tokens = tokens - 1
+            return 0.0
+        self._create_tokens = tokens
+        return (1 - tokens) / rate
 
     @property
     def bill_usd(self) -> float:
@@ -144,12 +169,17 @@ def build_app(state: FakeReplicateState) -> Starlette:
         inputs = body.get("input") or {}
         with state.lock:
             state.create_times.append(time.monotonic())
+            if (wait := state.take_create_token(time.monotonic())) > 0:
+                state.answered_429 += 1
+                return problem(429, "Too many requests", f"create rate above {state.create_rate_limit:g}/s",
+                               {"Retry-After": str(max(1, math.ceil(wait)))})
             if state.fail_creates:
                 status = state.fail_creates.pop(0)
                 headers = {"Retry-After": "1"} if status == 429 else None
                 return problem(status, "Injected failure", f"injected HTTP {status}", headers)
             if state.create_failure_rate and state.random.random() < state.create_failure_rate:
                 status = state.random.choice([429, 500, 503])
+                state.answered_429 += status == 429
                 return problem(status, "Injected failure", "Request was throttled. Expected available in 1 second."
                                if status == 429 else "injected server error", {"Retry-After": "1"} if status == 429 else None)
             if model in state.unavailable_models or (model not in PER_IMAGE and model not in PER_SECOND):
@@ -158,10 +188,11 @@ def build_app(state: FakeReplicateState) -> Starlette:
                 return problem(422, "Invalid input", "prompt is required")
             now = time.monotonic()  # predictions finish on time even when nobody polls them
             running = sum(1 for p in state.predictions.values()
-                          if p.status in ("starting", "processing") and now - p.created < state.latency_s)
+                          if p.status in ("starting", "processing") and now - p.created < (p.latency_s or state.latency_s))
             if state.max_running is not None and running >= state.max_running:
+                state.answered_429 += 1
                 return problem(429, "Too many requests", "throttled", {"Retry-After": "1"})
-            prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic())
+            prediction = FakePrediction(uuid.uuid4().hex[:20], model, inputs, time.monotonic(), latency_s=state.latency_s)
             state.predictions[prediction.id] = prediction
             state.creations[fingerprint(model, inputs)] += 1
             if state.create_resets > 0:  # hostile money mode: made, but the answer never arrives
@@ -301,10 +332,11 @@ def _advance(state: FakeReplicateState, prediction: FakePrediction) -> None:
     if prediction.status not in ("starting", "processing"):
         return
     elapsed = time.monotonic() - prediction.created
-    if elapsed < state.latency_s:
-        prediction.status = "processing" if elapsed > state.latency_s / 2 else "starting"
+    latency = prediction.latency_s if prediction.latency_s is not None else state.latency_s
+    if elapsed < latency:
+        prediction.status = "processing" if elapsed > latency / 2 else "starting"
         return
-    prediction.predict_time = state.latency_s
+    prediction.predict_time = latency
     prompt = prediction.input.get("prompt", "")
     if "[[fail]]" in prompt:
         prediction.status, prediction.error = "failed", "injected model failure"
