@@ -16,7 +16,8 @@
         ├── CircuitOpenError    the provider's circuit stayed open past the longest outage ("provider unavailable since")
         ├── RetriesExhausted    every applicable retry strategy failed; `attempts` says which
         ├── RenderCancelled     the run was terminated while a local pipeline was denoising
-        └── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
+        ├── PaidFailure         (generation.backend) failed after the provider billed `billed_usd`
+        └── PromptError         one partition's prompt could not be written (`failure_class` says why)
 
 Messages never contain secrets: they name files, catalog entries, fields and partition keys only.
 """
@@ -166,3 +167,13 @@ class RequestInFlightError(GenerationError):
     def __init__(self, partition_key: str, reason: str, *, run_id: str):
         super().__init__(partition_key, reason)
         self.run_id = run_id
+
+
+class PromptError(GenerationError):
+    """The LLM could not write `partition_key`'s prompt. `failure_class`: rate_limited, server_error,
+    timeout, connection, invalid_answer, refusal, context_too_long, rejected, budget_exhausted."""
+
+    def __init__(self, partition_key: str, reason: str, *, failure_class: str, retry_after_s: float | None = None):
+        super().__init__(partition_key, reason)
+        self.failure_class = failure_class
+        self.retry_after_s = retry_after_s
