@@ -11,6 +11,7 @@ import dagster as dg
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.cli.context import CommandContext
+from asset_pipeline.cli.prompt_state import prompt_estimate
 from asset_pipeline.ledger.recorded_caps import CapsSource, current_caps
 from asset_pipeline.partition_status import partition_statuses
 
@@ -72,21 +73,24 @@ def estimate(as_json: bool, selection: str) -> None:
     context = CommandContext.from_environment()
     generator, store, catalog = context.generator, context.store, context.catalog
     keys = _selected(context, selection)
+    specs, prompts = prompt_estimate(context, keys)  # briefs are priced with their final prompts
     paid: dict[str, float] = {}
     cache_hits = 0
     for key in keys:
-        request = generator.request_for(catalog.get(key))
+        request = generator.request_for(specs[key])
         if store.contains(request.request_hash):
             cache_hits += 1
         else:
             paid[request.request_hash] = generator.active_backend.reservation_usd(request.model)
-    cost = round(sum(paid.values()), 6)
-    source = recorded_caps(context) if generator.active_backend.is_paid else None
+    images_cost = round(sum(paid.values()), 6)
+    cost = round(images_cost + prompts["estimated_cost_usd"], 6)
+    source = recorded_caps(context) if generator.active_backend.is_paid or prompts["to_write"] and \
+        prompts["expander"] == "llm" else None
     status = context.ledger.status(source.caps) if source else None
     remaining = min(status.remaining_today_usd, status.caps.per_run_usd) if status else float("inf")
     report: dict[str, Any] = {
         "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": len(paid),
-        "backend": generator.backend, "estimated_cost_usd": cost,
+        "backend": generator.backend, "estimated_cost_usd": cost, "images_cost_usd": images_cost, "prompts": prompts,
         "remaining_usd": None if status is None else remaining, "fits": cost <= remaining,
         "caps_source": source.origin if source else None,
     }
@@ -94,14 +98,18 @@ def estimate(as_json: bool, selection: str) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{len(keys)} {selection} partition(s): {cache_hits} cache hit(s), {len(paid)} to generate "
-               f"with {generator.backend}, estimated ${cost:.4f}")
+               f"with {generator.backend}, estimated ${images_cost:.4f}")
+    if prompts["briefs"]:
+        click.echo(f"prompts: {prompts['briefs']} from briefs ({prompts['expander']}): {prompts['cache_hits']} cached, "
+                   f"{prompts['to_write']} to write, estimated ${prompts['estimated_cost_usd']:.4f}; "
+                   f"total ${cost:.4f}")
     if status is None:
         click.echo("the backend is free: no budget is used")
     elif report["fits"]:
         click.echo(f"fits the remaining budget of ${remaining:.4f} (today and per run; caps {source.describe()})")
     else:
         click.echo(f"does NOT fit: only ${remaining:.4f} remains today and per run; the run would stop at the cap "
-                   f"after about {int(remaining / (cost / len(paid)))} image(s)")
+                   f"after about {int(remaining / (cost / max(1, len(paid))))} image(s)")
 
 
 def recorded_caps(context: CommandContext) -> CapsSource:
