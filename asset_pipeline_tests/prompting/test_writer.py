@@ -42,7 +42,8 @@ def spec(brief: str = "grandmother passing a recipe book") -> ImageSpec:
 
 def check_money(writer: PromptWriter, fake_openai) -> None:
     assert writer.ledger is not None
-    assert money_violations(writer.ledger.engine, caps=CAPS, provider_bill_usd=fake_openai.bill_usd(*PRICE)) == []
+    assert money_violations(writer.ledger.engine, caps=CAPS, provider_bill_usd=fake_openai.bill_usd(*PRICE),
+                            store_dir=writer.cache.folder.parent) == []
 
 
 def test_an_answer_is_charged_its_usage_and_a_rerun_is_a_free_cache_hit(fake_openai, tmp_path: Path) -> None:
