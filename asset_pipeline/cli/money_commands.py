@@ -71,7 +71,7 @@ def ledger(as_json: bool, run_id: str | None) -> None:
 def estimate(as_json: bool, selection: str) -> None:
     """Cost of generating the selected partitions now (cache hits excluded) against the remaining budget."""
     context = CommandContext.from_environment()
-    generator, store, catalog = context.generator, context.store, context.catalog
+    generator, store = context.generator, context.store
     keys = _selected(context, selection)
     specs, prompts = prompt_estimate(context, keys)  # briefs are priced with their final prompts
     paid: dict[str, float] = {}

@@ -76,5 +76,5 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
 
 def _error_message(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
-    message = body.get("message") if isinstance(body.get("message"), str) else ""
-    return message[:300]
+    message = body.get("message")
+    return message[:300] if isinstance(message, str) else ""

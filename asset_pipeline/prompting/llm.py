@@ -31,11 +31,9 @@ def complete(
 ) -> LlmAnswer:
     """Ask once; raise `LlmFailure` (failures.py) for anything but an answer."""
     try:
+        options: dict[str, Any] = {"response_format": answer_schema(), "messages": messages}
         response = client.chat.completions.create(
-            model=model, messages=messages,  # type: ignore[arg-type]
-            temperature=temperature, seed=seed, max_tokens=max_tokens,
-            response_format=answer_schema(),  # type: ignore[arg-type]
-            timeout=timeout_s,
+            model=model, temperature=temperature, seed=seed, max_tokens=max_tokens, timeout=timeout_s, **options
         )
     except openai.OpenAIError as exc:
         raise classify(exc) from None
