@@ -58,6 +58,7 @@ bench: venv instance
 	$(BIN)/python bench/flaky_provider.py
 	$(BIN)/python bench/diffusers_progress.py
 	$(BIN)/python bench/hub_fanout.py
+	$(BIN)/python bench/prompts_backfill.py --size 100
 
 # The full-scale proofs on PostgreSQL (chaos restarts the server: run nothing else beside it).
 bench-scale: venv
