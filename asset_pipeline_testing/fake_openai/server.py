@@ -4,7 +4,8 @@ scripted faults, served on loopback and driven through the real `openai` client.
 Answers are deterministic (the brief plus the style guide's first phrases), so the same request
 always gets the same text, as a provider at temperature 0 would. Faults: `429` (with Retry-After),
 `500`, `malformed` (content that is not JSON), `refusal`, `context` (context length exceeded),
-`no_usage`, `slow` (waits `slow_s`). Scripted faults are used once each, in order; `brief_faults`
+`no_usage`, `garbage_usage` (negative / non-numeric counts), `hostile` (an over-long prompt with a
+bidi override), `slow` (waits `slow_s`). Scripted faults are used once each, in order; `brief_faults`
 apply to every request whose brief contains the key. Every answered request is billed in `tokens`,
 so a test can compare the ledger with what this "provider" billed.
 """
@@ -110,6 +111,8 @@ def build_app(state: FakeOpenAIState) -> Starlette:
             content = "Sure! Here is your prompt: a lovely picture {not json"
         elif fault == "refusal":
             content, refusal = None, "I can't help with that request."
+        elif fault == "hostile":  # valid JSON, but a prompt far too long and with a bidi override
+            content = json.dumps({"prompt": "a key \u202e" + "x" * 5000, "negative_prompt": ""})
         input_tokens = sum(_tokens(str(m.get("content", ""))) + 4 for m in messages)
         output_tokens = _tokens(content or refusal or "")
         response_id = f"chatcmpl-fake{next(state._ids)}"
@@ -123,7 +126,9 @@ def build_app(state: FakeOpenAIState) -> Starlette:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": content, "refusal": refusal}}],
         }
-        if fault != "no_usage":
+        if fault == "garbage_usage":
+            payload["usage"] = {"prompt_tokens": -5, "completion_tokens": "many", "total_tokens": 1e308}
+        elif fault != "no_usage":
             payload["usage"] = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
                                 "total_tokens": input_tokens + output_tokens}
         return JSONResponse(payload)
