@@ -62,6 +62,7 @@ bench: venv instance
 	$(BIN)/python bench/hub_scaleout.py
 	$(BIN)/python bench/adaptive_concurrency.py --partitions 100
 	$(BIN)/python bench/object_store_backfill.py --partitions 100
+	$(BIN)/python bench/prompts_backfill.py --size 100
 
 # The full-scale proofs on PostgreSQL (chaos restarts the server: run nothing else beside it).
 bench-scale: venv

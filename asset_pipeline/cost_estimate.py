@@ -8,10 +8,11 @@ generated once, so the total counts each distinct request once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from asset_pipeline.catalog import Catalog
+from asset_pipeline.catalog.spec import ImageSpec
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 
@@ -25,12 +26,14 @@ class CostEstimate:
     paid: bool  # False: the backend is free, no budget is used
 
 
-def estimate_costs(keys: Iterable[str], *, catalog: Catalog, generator: ImageGenerator, store: ImageStore) -> CostEstimate:
+def estimate_costs(keys: Iterable[str], *, catalog: Catalog, generator: ImageGenerator, store: ImageStore,
+                   specs: Mapping[str, ImageSpec] | None = None) -> CostEstimate:
+    """`specs` replaces catalog entries by the spec `images` would render (a brief's final prompt)."""
     costs: dict[str, float] = {}
     distinct: dict[str, float] = {}
     cache_hits = 0
     for key in keys:
-        request = generator.request_for(catalog.get(key))
+        request = generator.request_for(specs[key] if specs and key in specs else catalog.get(key))
         if store.contains(request.request_hash):
             cache_hits += 1
             costs[key] = 0.0

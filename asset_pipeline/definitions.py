@@ -16,7 +16,7 @@ from asset_pipeline.assets import build_assets
 from asset_pipeline.assets.keys import IMAGE_CATALOG
 from asset_pipeline.errors import CatalogError, ConfigurationError
 from asset_pipeline.resources.catalog_file import CatalogFile
-from asset_pipeline.resources.configured import image_generator, ledger, progress_hub
+from asset_pipeline.resources.configured import image_generator, ledger, progress_hub, prompt_writer
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.sensors.failed_images import failed_images_sensor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
@@ -53,6 +53,7 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
             "image_generator": image_generator(settings),
             "ledger": ledger(settings),
             "progress_hub": progress_hub(settings),
+            "prompt_writer": prompt_writer(settings),
         },
         # Every partition of a run is generated inside one process (see assets/images.py); the
         # multiprocess executor would only add a process start per step.

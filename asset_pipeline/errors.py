@@ -24,7 +24,8 @@ each with structured fields.
         ├── PaidFailure           failed after the provider billed    billed_usd, prediction_id, final, billing_note
         │   └── PaidInvalidImage  (also an InvalidImageError) a billed output that is no usable image
         ├── RetriesExhausted      every applicable retry strategy failed    attempts, last
-        └── RenderCancelled       the run was terminated while a local pipeline was denoising
+        ├── RenderCancelled       the run was terminated while a local pipeline was denoising
+        └── PromptError           one partition's prompt could not be written    failure_class, retry_after_s
 
 Every `GenerationError` has `partition_key` and `reason` (safe to show and log); `str()` is
 "<partition_key>: <reason>". Messages never contain secrets: they name files, catalog entries,
@@ -239,3 +240,11 @@ class HubUnavailable(AssetPipelineError):
         self.url = url
         self.status = status
         super().__init__(message)
+class PromptError(GenerationError):
+    """The LLM could not write `partition_key`'s prompt. `failure_class`: rate_limited, server_error,
+    timeout, connection, invalid_answer, refusal, context_too_long, rejected, budget_exhausted."""
+
+    def __init__(self, partition_key: str, reason: str, *, failure_class: str, retry_after_s: float | None = None):
+        super().__init__(partition_key, reason)
+        self.failure_class = failure_class
+        self.retry_after_s = retry_after_s

@@ -172,6 +172,26 @@ class PipelineSettings(BaseSettings):
             raise ValueError("expected redis://[:PASSWORD@]HOST[:PORT]/DB, rediss://... or unix://PATH")
         return value or None
 
+    # --- Prompts from briefs (issue 15): the `prompts` asset's expander and its LLM ---
+    prompts: Literal["template", "llm"] = Field(default="template", description="who writes prompts from briefs")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible API base URL; None is OpenAI's")
+    llm_model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200, description="LLM that writes prompts")
+    llm_temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature of the LLM")
+    llm_max_tokens: int = Field(default=400, ge=16, le=8192, description="answer limit; reserved in full before a call")
+    llm_timeout_s: float = Field(default=60.0, gt=0, le=600, allow_inf_nan=False, description="deadline of one LLM call")
+    llm_max_attempts: int = Field(default=4, ge=1, le=10, description="LLM calls per prompt, retries included")
+    llm_prices: str | None = Field(default=None, description='JSON {"model": [input, output]} USD per million tokens')
+    prompts_max_concurrency: int = Field(default=8, ge=1, le=64, description="prompts written at once in one run")
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _price_table(cls, value: str | None) -> str | None:
+        if value:
+            from asset_pipeline.prompting.pricing import parse_price_table
+
+            parse_price_table(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:

@@ -4,7 +4,8 @@
 records) after a run and returns one line per broken invariant; a test asserts the list is empty,
 so a failure names every problem at once. A new provider's tests call it with its fake's bill.
 
-    1. every charge is finite, >= 0 and <= its reservation; spend never passes a cap;
+    1. every charge is finite, >= 0 and <= its reservation; spend never passes a cap (images and
+       LLM-written prompts together: both book in the same table);
     2. the ledger books what the provider billed (and nothing it did not);
     3. no request is created twice at the provider while an earlier create may have succeeded;
     plus: every reservation is closed at most once, one prediction is never booked by two
@@ -111,10 +112,11 @@ def _check_caps(charges: list[dict], caps: BudgetCaps, problems: list[str]) -> N
 
 
 def _store_problems(store_dir: Path) -> list[str]:
-    """NaN or Infinity in the store's request records (`requests/<hash>.json`), or a negative cost."""
+    """NaN or Infinity in the store's request records (`requests/<hash>.json`) and in the written
+    prompts (`prompts/<hash>.json`, issue 15), or a negative cost."""
     problems = []
-    folder = store_dir / "requests"
-    for record_path in sorted(folder.glob("*.json")) if folder.exists() else []:
+    records = [path for name in ("requests", "prompts") for path in sorted((store_dir / name).glob("*.json"))]
+    for record_path in records:
         try:
             record = json.loads(record_path.read_text(), parse_constant=lambda name: NOT_FINITE + name)
         except ValueError as exc:

@@ -32,4 +32,5 @@ pytest_plugins = [
     "asset_pipeline_tests.cli_fixtures",
     "asset_pipeline_tests.fake_replicate.fixtures",
     "asset_pipeline_tests.diffusers_fixtures.fixtures",
+    "asset_pipeline_tests.fake_openai.fixtures",
 ]

@@ -32,3 +32,24 @@ def test_the_pinned_names_behave_as_the_project_uses_them() -> None:
     assert dagster_internals.DATA_VERSION_TAG == "dagster/data_version"
     tag = dagster_internals.get_input_data_version_tag(dg.AssetKey("image_catalog"))
     assert tag.startswith("dagster/input_data_version/")
+
+
+def test_the_hand_on_output_logs_no_materialization_and_runs_the_next_step() -> None:
+    """`prompts` ends with `Output(None, metadata={SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True})`:
+    Dagster must still count the output (the downstream step runs) but log no materialization for it."""
+    partitions = dg.StaticPartitionsDefinition(["a", "b"])
+
+    @dg.asset(partitions_def=partitions, dagster_type=dg.Nothing, output_required=False)
+    def upstream(context):
+        for key in context.partition_keys:
+            yield dg.AssetMaterialization(asset_key="upstream", partition=key)
+        yield dg.Output(None, metadata={dagster_internals.SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION: True})
+
+    @dg.asset(partitions_def=partitions, deps=[upstream])
+    def downstream() -> None:
+        return None
+
+    result = dg.materialize([upstream, downstream], partition_key="a")
+    assert result.success
+    keys = [e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+    assert keys.count("upstream") == 1 and keys.count("downstream") == 1  # ours only; none for the Output

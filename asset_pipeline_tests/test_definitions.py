@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGE_CATALOG, IMAGE_VARIANTS, IMAGES
+from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGE_CATALOG, IMAGE_VARIANTS, IMAGES, PROMPTS
 from asset_pipeline.catalog import load_catalog
 from asset_pipeline_testing.helpers import write_catalog
 
@@ -22,7 +22,8 @@ def test_definitions_load_with_the_bundled_catalog() -> None:
     partitions_def = defs.get_assets_def(IMAGES).partitions_def
     assert partitions_def.get_partition_keys() == load_catalog().ids
     assert len(load_catalog().ids) >= 480
-    assert graph.get(IMAGES).parent_keys == {IMAGE_CATALOG}
+    assert graph.get(IMAGES).parent_keys == {PROMPTS}
+    assert graph.get(PROMPTS).parent_keys == {IMAGE_CATALOG}
     assert {check.name for check in graph.get(IMAGES).check_keys} == {
         "valid_png_of_requested_size", "not_blank", "not_a_fallback"
     }

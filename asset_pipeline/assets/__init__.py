@@ -8,6 +8,7 @@ from asset_pipeline.assets.catalog_source import build_image_catalog
 from asset_pipeline.assets.contact_sheet import contact_sheet
 from asset_pipeline.assets.images import build_images
 from asset_pipeline.assets.manifest import asset_manifest
+from asset_pipeline.assets.prompts import build_prompts
 from asset_pipeline.assets.spend_report import spend_report
 from asset_pipeline.assets.variants import build_image_variants
 from asset_pipeline.catalog import Catalog
@@ -23,6 +24,7 @@ def build_assets(catalog: Catalog, *, partitions_per_run: int | None = None) -> 
     partitions = image_partitions(catalog)
     return [
         build_image_catalog(partitions),
+        build_prompts(partitions, partitions_per_run=partitions_per_run),
         build_images(partitions, partitions_per_run=partitions_per_run),
         build_image_variants(partitions, partitions_per_run=partitions_per_run),
         asset_manifest,

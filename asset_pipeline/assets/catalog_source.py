@@ -1,7 +1,8 @@
 """`image_catalog`: the observable source behind `images`, one data version per partition.
 
-Each partition's data version is the hash of its spec, so editing one prompt and observing the
-catalog makes exactly that image stale in the UI.
+Each partition's data version is the hash of its spec (plus the style guide's version for entries
+written from a brief: `Catalog.partition_version`), so editing one prompt or brief and observing the
+catalog makes exactly that prompt, and through it its image, stale in the UI.
 """
 
 import dagster as dg
@@ -20,7 +21,7 @@ def build_image_catalog(partitions_def: dg.StaticPartitionsDefinition) -> dg.Sou
         catalog = catalog_file.load()
         known = set(partitions_def.get_partition_keys())
         return dg.DataVersionsByPartition(
-            {spec.id: dg.DataVersion(spec.spec_hash) for spec in catalog.images if spec.id in known}
+            {spec.id: dg.DataVersion(catalog.partition_version(spec)) for spec in catalog.images if spec.id in known}
         )
 
     return image_catalog

@@ -7,24 +7,18 @@ partitions are collected and raised at the end, so finished partitions show as m
 the rest as failed ("re-execute failed" and "backfill failed and missing" then pick them up).
 """
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 
 from asset_pipeline.assets.image_checks import image_check_specs
 from asset_pipeline.assets.image_production import ImageOutcome, RunScope, not_started, produce_image
-from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES
-from asset_pipeline.assets.lineage import (
-    check_target,
-    event_data_version,
-    latest_events_by_partition,
-    observation_tags,
-    provenance_tags,
-)
+from asset_pipeline.assets.image_prompts import prompts_for_images
+from asset_pipeline.assets.keys import IMAGES, PROMPTS
+from asset_pipeline.assets.lineage import check_target, latest_events_by_partition, provenance_tags
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.assets.progress_reports import with_concurrency_limit
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
-from asset_pipeline.catalog import Catalog
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -44,7 +38,7 @@ def build_images(
         partitions_per_run=partitions_per_run,
         key=IMAGES,
         partitions_def=partitions_def,
-        deps=[IMAGE_CATALOG],
+        deps=[PROMPTS],  # the final prompt; it carries the catalog's render settings too (image_prompts.py)
         check_specs=image_check_specs(partitions_def),
         code_version=IMAGES_CODE_VERSION,
         kinds={"png"},
@@ -70,8 +64,9 @@ def build_images(
             f"{len(keys)} partition(s), backend {image_generator.backend}, "
             f"up to {image_generator.max_concurrency} at once"
         )
-        spec_versions = yield from _observe_spec_versions(context, catalog, keys)
-        failures: dict[str, str] = {}
+        catalog, spec_versions, failures = yield from prompts_for_images(context, catalog, keys)
+        for key, reason in failures.items():
+            context.log.error(f"partition {key} failed: {reason}")
         unchecked: list[ImageOutcome] = []
         if image_generator.is_paid:
             image_generator.record_caps(run_id=context.run.run_id)
@@ -80,7 +75,8 @@ def build_images(
                          run_is_alive=lambda run_id: _run_is_alive(context.instance, run_id),
                          on_retry=lambda notice: context.log.warning(notice.line()))
         tally = RunTally()
-        for key in keys:
+        to_make = [key for key in keys if key not in failures]
+        for key in to_make:
             scope.progress(key).status("pending")
 
         def work(key: str) -> ImageOutcome:
@@ -92,7 +88,7 @@ def build_images(
             return not_started(key, reason)
 
         outcomes = run_concurrently(
-            keys, work, max_concurrency=image_generator.max_concurrency,
+            to_make, work, max_concurrency=image_generator.max_concurrency,
             stop=scope.budget_exhausted, skipped=skipped, cancelled=scope.cancelled,
         )
         for outcome in _until_terminated(outcomes):
@@ -151,28 +147,6 @@ def _until_terminated(outcomes: Iterator[ImageOutcome]) -> Iterator[ImageOutcome
         ) from None
 
 
-def _observe_spec_versions(
-    context: dg.AssetExecutionContext, catalog: Catalog, keys: list[str]
-) -> Generator[dg.AssetObservation, None, dict[str, tuple[str, int]]]:
-    """Each partition's spec hash and the storage id of the `image_catalog` observation recording it.
-
-    Partitions whose current spec was never observed (first run, or a prompt edited since the last
-    observation) get an observation logged now, so every image points at the exact spec version
-    it was generated from.
-    """
-    instance = context.instance
-    specs = {key: catalog.by_id[key] for key in keys if key in catalog.by_id}
-    observed = latest_events_by_partition(instance, IMAGE_CATALOG, list(specs), observation=True)
-    unobserved = [key for key, spec in specs.items() if event_data_version(observed.get(key)) != spec.spec_hash]
-    for key in unobserved:
-        yield dg.AssetObservation(
-            asset_key=IMAGE_CATALOG, partition=key, tags=observation_tags(specs[key].spec_hash, observed_by=context.run.run_id)
-        )
-    if unobserved:
-        observed.update(latest_events_by_partition(instance, IMAGE_CATALOG, unobserved, observation=True))
-    return {key: (spec.spec_hash, observed[key].storage_id) for key, spec in specs.items()}
-
-
 def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg.AssetMaterialization:
     assert outcome.stored is not None and outcome.spec is not None and outcome.request is not None
     spec, stored, record = outcome.spec, outcome.stored, outcome.stored.record
@@ -205,7 +179,7 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
         partition=outcome.partition_key,
         metadata=metadata,
         tags=provenance_tags(
-            code_version=IMAGES_CODE_VERSION, data_version=stored.sha256, inputs={IMAGE_CATALOG: spec_version}
+            code_version=IMAGES_CODE_VERSION, data_version=stored.sha256, inputs={PROMPTS: spec_version}
         ),
     )
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from asset_pipeline.catalog.spec import Catalog, ImageSpec, SpecDefaults
+from asset_pipeline.catalog.style import StyleGuide
 from asset_pipeline.catalog.yaml_source import (
     CatalogFileProblem,
     DuplicateKey,
@@ -23,7 +24,7 @@ from asset_pipeline.catalog.yaml_source import (
 )
 from asset_pipeline.errors import CatalogError, CatalogProblem
 
-_TOP_LEVEL_KEYS = {"defaults", "images"}
+_TOP_LEVEL_KEYS = {"defaults", "images", "style"}
 MAX_ENTRIES = 10_000
 
 
@@ -60,9 +61,10 @@ def parse_catalog(document: Any, *, source: str) -> Catalog:
     if not isinstance(document, dict):
         raise CatalogError([CatalogProblem(source, "the catalog must be a mapping with an 'images:' list")])
     for key in sorted(set(document) - _TOP_LEVEL_KEYS, key=str):
-        problems.append(CatalogProblem(source, "unknown top-level key (expected 'defaults' and 'images')", field=str(key)))
+        problems.append(CatalogProblem(source, "unknown top-level key (expected 'defaults', 'style' and 'images')", field=str(key)))
 
     defaults = _parse_defaults(document.get("defaults") or {}, source, problems)
+    style = _parse_style(document.get("style"), source, problems)
     raw_images = document.get("images")
     if not isinstance(raw_images, list) or not raw_images:
         problems.append(CatalogProblem(source, "must be a non-empty list of image entries", field="images"))
@@ -91,7 +93,22 @@ def parse_catalog(document: Any, *, source: str) -> Catalog:
             )
     if problems:
         raise CatalogError(problems)
-    return Catalog(source=source, images=tuple(specs))
+    return Catalog(source=source, images=tuple(specs), style=style)
+
+
+def _parse_style(raw: Any, source: str, problems: list[CatalogProblem]) -> StyleGuide | None:
+    """The optional `style:` section; its problems are named `entry style, field ...`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(CatalogProblem(source, "must be a mapping with a 'guide:'", field="style"))
+        return None
+    try:
+        return StyleGuide.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            problems.append(CatalogProblem(source, _pydantic_reason(error), entry="style", field=_field(error)))
+        return None
 
 
 def _parse_defaults(raw: Any, source: str, problems: list[CatalogProblem]) -> dict[str, Any]:

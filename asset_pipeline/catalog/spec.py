@@ -16,6 +16,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from asset_pipeline.catalog.style import Brief, StyleGuide
+
 MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_PROMPT_CHARS = 2000
@@ -91,7 +93,11 @@ class ImageSpec(BaseModel):
 
     id: Slug
     category: Slug
-    prompt: Prompt
+    # With a `brief` (and the catalog's `style:`), the prompt is written by the `prompts` asset;
+    # `prompt` is then optional and `prompt_override` pins the final prompt (no LLM call).
+    prompt: Prompt | None = None
+    brief: Brief | None = None
+    prompt_override: Prompt | None = None
     negative_prompt: NegativePrompt = ""
     width: Side = 1024
     height: Side = 1024
@@ -110,16 +116,37 @@ class ImageSpec(BaseModel):
             return {**data, "seed": derived_seed(image_id) if isinstance(image_id, str) else 0}
         return data
 
+    @model_validator(mode="after")
+    def _has_a_prompt(self) -> ImageSpec:
+        if self.prompt is None and self.brief is None and self.prompt_override is None:
+            raise ValueError("needs a 'prompt' (used as written) or a 'brief' (written into a prompt)")
+        return self
+
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the spec: the data version of its catalog partition."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the spec: the data version of its catalog partition.
+
+        `brief` and `prompt_override` count only when set, so entries without them keep the hash
+        they had before briefs existed (their images stay fresh)."""
+        dumped = self.model_dump(mode="json")
+        for optional in ("brief", "prompt_override"):
+            if dumped.get(optional) is None:
+                dumped.pop(optional, None)
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def written_prompt(self) -> str | None:
+        """The final prompt when no LLM is needed: the pinned override, else a prompt without a brief."""
+        if self.prompt_override is not None:
+            return self.prompt_override
+        return self.prompt if self.brief is None else None
 
     @property
     def full_prompt(self) -> str:
         """The prompt with its style tags appended, as sent to a backend."""
-        return ", ".join([self.prompt, *self.style]) if self.style else self.prompt
+        text = self.written_prompt or self.prompt or self.brief or ""
+        return ", ".join([text, *self.style]) if self.style else text
 
 
 class Catalog(BaseModel):
@@ -129,6 +156,7 @@ class Catalog(BaseModel):
 
     source: str
     images: tuple[ImageSpec, ...]
+    style: StyleGuide | None = None  # the `style:` section; used by entries with a `brief`
 
     @cached_property
     def by_id(self) -> dict[str, ImageSpec]:
@@ -140,3 +168,10 @@ class Catalog(BaseModel):
 
     def get(self, image_id: str) -> ImageSpec:
         return self.by_id[image_id]
+
+    def partition_version(self, spec: ImageSpec) -> str:
+        """The `image_catalog` data version of `spec`'s partition: its spec hash, plus the style
+        guide's version when an LLM or template writes its prompt from the brief."""
+        if spec.written_prompt is not None or self.style is None:
+            return spec.spec_hash
+        return hashlib.sha256(f"{spec.spec_hash}:{self.style.version}".encode()).hexdigest()

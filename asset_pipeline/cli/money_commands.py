@@ -11,6 +11,7 @@ import dagster as dg
 from asset_pipeline.assets import image_partitions
 from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.cli.context import CommandContext
+from asset_pipeline.cli.prompt_state import prompt_estimate
 from asset_pipeline.cost_estimate import estimate_costs
 from asset_pipeline.partition_status import partition_statuses
 
@@ -71,15 +72,18 @@ def estimate(as_json: bool, selection: str) -> None:
     """Cost of generating the selected partitions now (cache hits excluded) against the remaining budget."""
     context = CommandContext.from_environment()
     keys = _selected(context, selection)
-    priced = estimate_costs(keys, catalog=context.catalog, generator=context.generator, store=context.store)
-    cost, cache_hits, to_generate = priced.total_usd, priced.cache_hits, priced.to_generate
-    budget_left = context.ledger.remaining_budget() if priced.paid else None
+    specs, prompts = prompt_estimate(context, keys)  # briefs are priced with their final prompts
+    priced = estimate_costs(keys, catalog=context.catalog, generator=context.generator, store=context.store, specs=specs)
+    images_cost, cache_hits, to_generate = priced.total_usd, priced.cache_hits, priced.to_generate
+    cost = round(images_cost + prompts["estimated_cost_usd"], 6)
+    needs_budget = priced.paid or bool(prompts["to_write"] and prompts["expander"] == "llm")
+    budget_left = context.ledger.remaining_budget() if needs_budget else None
     source = budget_left.source if budget_left else None
     status = budget_left.status if budget_left else None
     remaining = budget_left.next_run_usd if budget_left else float("inf")
     report: dict[str, Any] = {
         "selection": selection, "partitions": len(keys), "cache_hits": cache_hits, "to_generate": to_generate,
-        "backend": context.generator.backend, "estimated_cost_usd": cost,
+        "backend": context.generator.backend, "estimated_cost_usd": cost, "images_cost_usd": images_cost, "prompts": prompts,
         "remaining_usd": None if status is None else remaining, "fits": cost <= remaining,
         "caps_source": source.origin if source else None,
     }
@@ -87,14 +91,18 @@ def estimate(as_json: bool, selection: str) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{len(keys)} {selection} partition(s): {cache_hits} cache hit(s), {to_generate} to generate "
-               f"with {context.generator.backend}, estimated ${cost:.4f}")
+               f"with {context.generator.backend}, estimated ${images_cost:.4f}")
+    if prompts["briefs"]:
+        click.echo(f"prompts: {prompts['briefs']} from briefs ({prompts['expander']}): {prompts['cache_hits']} cached, "
+                   f"{prompts['to_write']} to write, estimated ${prompts['estimated_cost_usd']:.4f}; "
+                   f"total ${cost:.4f}")
     if status is None:
         click.echo("the backend is free: no budget is used")
     elif report["fits"]:
         click.echo(f"fits the remaining budget of ${remaining:.4f} (today and per run; caps {source.describe()})")
     else:
         click.echo(f"does NOT fit: only ${remaining:.4f} remains today and per run; the run would stop at the cap "
-                   f"after about {int(remaining / (cost / to_generate))} image(s)")
+                   f"after about {int(remaining / (cost / max(1, to_generate)))} image(s)")
 
 
 def _selected(context: CommandContext, selection: str) -> list[str]:

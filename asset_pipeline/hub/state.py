@@ -209,7 +209,8 @@ class HubState:
             return
         status = RUN_STATUS_FOR_EVENT.get(event.event_type)
         self.remember_run(event.run_id, status=status, job_name=event.job_name, updated_at=message["timestamp"])
-        if event.partition_key and event.event_type == "ASSET_MATERIALIZATION":
+        # A `prompts` materialization comes before its image is made: it must not mark the partition done.
+        if event.partition_key and event.event_type == "ASSET_MATERIALIZATION" and event.asset_key != "prompts":
             self.remember_partition(event.partition_key, status="completed", run_id=event.run_id, path=event.path,
                                     cost_usd=event.cost_usd, percentage=100.0, timestamp=message["timestamp"])
         elif event.partition_key and event.event_type == "ASSET_CHECK_EVALUATION" and event.check_name:

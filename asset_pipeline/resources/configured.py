@@ -18,6 +18,7 @@ from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.ledger import LedgerResource
 from asset_pipeline.resources.progress_hub import ProgressHub
+from asset_pipeline.resources.prompt_writer import PromptWriterResource
 from asset_pipeline.settings import PipelineSettings
 
 DATABASE_URL_VARIABLE = "ASSET_PIPELINE_DATABASE_URL"
@@ -69,3 +70,23 @@ def redis_url(settings: PipelineSettings) -> str | None:
     if settings.redis_url and settings.redis_url == os.environ.get("ASSET_PIPELINE_REDIS_URL"):
         return dg.EnvVar("ASSET_PIPELINE_REDIS_URL")
     return settings.redis_url
+
+
+def llm_api_key_variable() -> str | None:
+    """ASSET_PIPELINE_LLM_API_KEY when set, else OPENAI_API_KEY when set (the official client's own name)."""
+    for variable in ("ASSET_PIPELINE_LLM_API_KEY", "OPENAI_API_KEY"):
+        if os.environ.get(variable):
+            return variable
+    return None
+
+
+def prompt_writer(settings: PipelineSettings) -> PromptWriterResource:
+    """The prompt writer from the settings; the LLM key only ever as `dg.EnvVar`, and only for `llm`."""
+    variable = llm_api_key_variable() if settings.prompts == "llm" else None
+    return PromptWriterResource(
+        expander=settings.prompts, base_url=settings.llm_base_url, model=settings.llm_model,
+        api_key=dg.EnvVar(variable) if variable else None, temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens, timeout_s=settings.llm_timeout_s, max_attempts=settings.llm_max_attempts,
+        backoff_base_s=settings.retries.backoff_base_s, max_concurrency=settings.prompts_max_concurrency,
+        prices_json=settings.llm_prices,
+    )

@@ -1,7 +1,7 @@
 """The progress hub resource: publishes per-image progress and run events to `asset-pipeline hub`.
 
 `publish` never blocks and never raises, so a hub that is down or slow cannot slow or fail a
-materialization (see `hub.publisher`). `send` is the blocking variant for the
+materialization (see `progress.publisher`). `send` is the blocking variant for the
 `run_events_to_hub` sensor, which must know whether its events arrived before moving its cursor.
 """
 

@@ -115,6 +115,6 @@ def test_missing_file_and_wrong_shape(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("images: []\nextra: 1\n")
     assert problems_of(empty) == [
-        f"{empty}: field 'extra': unknown top-level key (expected 'defaults' and 'images')",
+        f"{empty}: field 'extra': unknown top-level key (expected 'defaults', 'style' and 'images')",
         f"{empty}: field 'images': must be a non-empty list of image entries",
     ]
