@@ -17,7 +17,7 @@ from asset_pipeline.assets.keys import IMAGE_CATALOG
 from asset_pipeline.catalog import load_catalog
 from asset_pipeline.errors import CatalogError, ConfigurationError
 from asset_pipeline.resources.catalog_file import CatalogFile
-from asset_pipeline.resources.configured import image_generator, progress_hub
+from asset_pipeline.resources.configured import image_generator, ledger_url, progress_hub
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.sensors.failed_images import failed_images_sensor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
@@ -49,7 +49,7 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
             )
         ],
         resources={
-            "catalog_file": CatalogFile(path=catalog_path),
+            "catalog_file": CatalogFile(path=catalog_path, database_url=ledger_url(settings)),  # review takes
             "image_store": ImageStore(root=str(settings.data_dir)),
             "image_generator": image_generator(settings),
             "progress_hub": progress_hub(settings),

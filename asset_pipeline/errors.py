@@ -3,6 +3,7 @@
     AssetPipelineError
     ├── CatalogError            the catalog file is unreadable or invalid (one CatalogProblem per fault)
     ├── ConfigurationError      a setting or environment variable is unusable
+    ├── ReviewError             a review cannot be recorded: bad partition, unknown image, bad note
     ├── StoreError              the image store cannot read or write an image
     │   └── UnsafePathError     a path would leave the store's root
     └── GenerationError         one partition's image could not be produced
@@ -166,3 +167,12 @@ class RequestInFlightError(GenerationError):
     def __init__(self, partition_key: str, reason: str, *, run_id: str):
         super().__init__(partition_key, reason)
         self.run_id = run_id
+
+
+class ReviewError(AssetPipelineError):
+    """A review was refused; `field` names the input at fault (partition_key, sha256, decision, note,
+    prompt_addition). The message never echoes more than a short prefix of the input."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")

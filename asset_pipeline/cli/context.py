@@ -15,6 +15,7 @@ from asset_pipeline.catalog import Catalog, load_catalog
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
 from asset_pipeline.resources.configured import image_generator
+from asset_pipeline.resources.catalog_file import with_review_takes
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.settings import PipelineSettings, load_settings
@@ -32,7 +33,14 @@ class CommandContext:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return load_catalog(str(self.settings.catalog) if self.settings.catalog else None)
+        """The catalog with the review loop's takes applied (what the next run renders)."""
+        catalog = load_catalog(str(self.settings.catalog) if self.settings.catalog else None)
+        if self.settings.database_url is None:  # the ledger lives in the data directory
+            check_data_dir(self.settings.data_dir, write=False)
+        try:
+            return with_review_takes(catalog, self.settings.ledger_url)
+        except SQLAlchemyError as exc:
+            raise ledger_error(self.settings, exc) from None
 
     @cached_property
     def generator(self) -> ImageGenerator:

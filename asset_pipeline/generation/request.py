@@ -47,7 +47,7 @@ def build_request(spec: ImageSpec, *, backend: str, model: str) -> GenerationReq
         negative_prompt=spec.negative_prompt,
         width=spec.width,
         height=spec.height,
-        seed=spec.seed,
+        seed=spec.render_seed,
         steps=spec.steps,
         guidance=spec.guidance,
     )
