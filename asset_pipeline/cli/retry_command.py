@@ -8,6 +8,7 @@ import click
 import dagster as dg
 
 from asset_pipeline.cli.context import CommandContext
+from asset_pipeline.review_selection import rejected_partitions
 from asset_pipeline.retry_selection import (
     estimated_costs,
     partitions_with_status,
@@ -18,13 +19,18 @@ from asset_pipeline.retry_selection import (
 @click.command("retry-failed")
 @click.option("--dry-run", is_flag=True, help="Show what would be re-run and its cost; launch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def retry_failed(dry_run: bool, as_json: bool) -> None:
+@click.option("--rejected", is_flag=True,
+              help="Re-render the partitions whose current image was rejected in review (a new take) instead.")
+def retry_failed(dry_run: bool, as_json: bool, rejected: bool) -> None:
     """Submit a backfill of the failed `images` partitions (the daemon of `make dev` runs it)."""
     context = CommandContext.from_environment()
     from asset_pipeline.definitions import build_defs
 
     with dg.DagsterInstance.get() as instance:
-        failed = partitions_with_status(instance, context.catalog, {"failed", "fallback"})
+        if rejected:  # the review loop's new takes (review_selection.py)
+            failed = rejected_partitions(instance, context.catalog, context.ledger.engine)
+        else:
+            failed = partitions_with_status(instance, context.catalog, {"failed", "fallback"})
         generator = context.generator
         costs = estimated_costs(failed, catalog=context.catalog, generator=generator, store=context.store)
         estimate = round(sum(costs.values()), 6)
@@ -32,11 +38,15 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
         if generator.active_backend.is_paid:
             _ = context.ledger  # opens the ledger (the circuit's state lives there), naming it if unusable
             open_for_s = round(generator.circuit.open_for_s(), 1)
+            if rejected and estimate > 0 and context.ledger.status(generator.caps).remaining_today_usd <= 0:
+                raise click.ClickException(f"no budget remains today for {len(failed)} new take(s) "
+                                           f"(estimated ${estimate:.4f}); nothing was submitted")
         backfill_id = None
         if failed and not dry_run and not open_for_s:
-            backfill_id = submit_backfill(instance, build_defs(context.settings), failed, reason="retry-failed")
+            backfill_id = submit_backfill(instance, build_defs(context.settings), failed,
+                                          reason="retry-rejected" if rejected else "retry-failed")
     report = {"failed": failed, "estimated_cost_usd": estimate, "dry_run": dry_run, "backfill_id": backfill_id,
-              "circuit_open_for_s": open_for_s}
+              "circuit_open_for_s": open_for_s, "selection": "rejected" if rejected else "failed"}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     if failed and not dry_run and open_for_s:
@@ -47,10 +57,11 @@ def retry_failed(dry_run: bool, as_json: bool) -> None:
         )
     if as_json:
         return
+    what = "rejected" if rejected else "failed"
     if not failed:
-        click.echo("no failed image partitions")
+        click.echo(f"no {what} image partitions")
         return
-    click.echo(f"{len(failed)} failed partition(s), estimated ${estimate:.4f}: {', '.join(failed)}")
+    click.echo(f"{len(failed)} {what} partition(s), estimated ${estimate:.4f}: {', '.join(failed)}")
     if backfill_id:
         click.echo(f"submitted backfill {backfill_id}; the Dagster daemon (make dev) launches its run(s)")
     else:

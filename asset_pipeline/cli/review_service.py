@@ -20,6 +20,7 @@ from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_materializations
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.errors import ReviewError
+from asset_pipeline.review_selection import report_review
 from asset_pipeline.ledger.reviews import (
     Review,
     check_partition_key,
@@ -126,8 +127,9 @@ class ReviewService:
                                                 f"(it is {current[:12]}…); reload and review that one")
         saved = record_review(self.engine, partition_key=key, sha256=current, decision=decision, note=note,
                               prompt_addition=prompt_addition)
-        next_take = self.catalog().get(key).take
-        return {**saved.as_dict(), "next_take": next_take}
+        catalog = self.catalog()
+        stale = report_review(self.instance(), catalog, self.engine, key, source="review")
+        return {**saved.as_dict(), "next_take": catalog.get(key).take, "take_changed": stale}
 
     def _known(self, partition_key: str) -> str:
         key = check_partition_key(partition_key)
