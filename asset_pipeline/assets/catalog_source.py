@@ -1,7 +1,8 @@
 """`image_catalog`: the observable source behind `images`, one data version per partition.
 
 Each partition's data version is the hash of its spec, so editing one prompt and observing the
-catalog makes exactly that image stale in the UI.
+catalog makes exactly that image stale in the UI. The spec includes the partition's review take
+(`CatalogFile` applies it from the ledger): rejecting an image changes its hash the same way.
 """
 
 import dagster as dg
