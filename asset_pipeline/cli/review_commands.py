@@ -14,8 +14,10 @@ from contextlib import contextmanager
 import click
 import dagster as dg
 
+from asset_pipeline.catalog import load_catalog
 from asset_pipeline.cli.context import CommandContext
 from asset_pipeline.cli.review_service import STATES, ReviewService
+from asset_pipeline.ledger.reviews import catalog_with_takes
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 sha_option = click.option("--sha256", "sha256", default=None,
@@ -27,8 +29,9 @@ sha_option = click.option("--sha256", "sha256", default=None,
 def review_service() -> Iterator[ReviewService]:
     context = CommandContext.from_environment()
     engine = context.ledger.engine
-    with dg.DagsterInstance.get() as instance:
-        yield ReviewService(engine=engine, instance=lambda: instance, catalog=lambda: context.catalog)
+    base = load_catalog(str(context.settings.catalog) if context.settings.catalog else None)
+    with dg.DagsterInstance.get() as instance:  # takes read anew each time: a verdict changes them
+        yield ReviewService(engine=engine, instance=lambda: instance, catalog=lambda: catalog_with_takes(base, engine))
 
 
 @click.group()
