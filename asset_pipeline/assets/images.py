@@ -21,8 +21,8 @@ from asset_pipeline.assets.lineage import (
     observation_tags,
     provenance_tags,
 )
-from asset_pipeline.assets.review_checks import approved_check_spec, approved_evaluation
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
+from asset_pipeline.assets.review_checks import approved_check_spec, approved_evaluation
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.ledger.recorded_caps import record_caps

@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from asset_pipeline.catalog import Catalog, load_catalog
 from asset_pipeline.errors import ConfigurationError
 from asset_pipeline.ledger.budget_ledger import BudgetLedger
-from asset_pipeline.resources.configured import image_generator
 from asset_pipeline.resources.catalog_file import with_review_takes
+from asset_pipeline.resources.configured import image_generator
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.settings import PipelineSettings, load_settings

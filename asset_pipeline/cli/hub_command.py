@@ -22,8 +22,8 @@ def hub(host: str, port: int, ping_interval: float) -> None:
 
     from asset_pipeline.cli.hub_startup import initial_state, spend_source, state_limits
     from asset_pipeline.cli.review_startup import review_backend
-    from asset_pipeline.hub.review_routes import mount_review_routes
     from asset_pipeline.errors import ConfigurationError
+    from asset_pipeline.hub.review_routes import mount_review_routes
     from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.settings import load_settings
 

@@ -8,12 +8,12 @@ import click
 import dagster as dg
 
 from asset_pipeline.cli.context import CommandContext
-from asset_pipeline.review_selection import rejected_partitions
 from asset_pipeline.retry_selection import (
     estimated_costs,
     partitions_with_status,
     submit_backfill,
 )
+from asset_pipeline.review_selection import rejected_partitions
 
 
 @click.command("retry-failed")

@@ -20,7 +20,6 @@ from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.assets.lineage import latest_materializations
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.errors import ReviewError
-from asset_pipeline.review_selection import report_review
 from asset_pipeline.ledger.reviews import (
     Review,
     check_partition_key,
@@ -29,6 +28,7 @@ from asset_pipeline.ledger.reviews import (
     record_review,
     review_states,
 )
+from asset_pipeline.review_selection import report_review
 
 STATES = ("unreviewed", "rejected", "approved")
 MAX_HISTORY = 50

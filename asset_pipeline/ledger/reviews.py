@@ -100,8 +100,9 @@ def record_review(
     values = {"partition_key": partition_key, "sha256": sha256, "decision": decision, "note": note,
               "prompt_addition": addition or None, "created_at": now}
     with engine.begin() as connection:
-        row_id = connection.execute(insert(reviews).values(**values)).inserted_primary_key[0]
-    return Review(id=int(row_id), **values)  # type: ignore[arg-type]
+        inserted = connection.execute(insert(reviews).values(**values)).inserted_primary_key
+    assert inserted is not None
+    return Review(id=int(inserted[0]), **values)  # type: ignore[arg-type]
 
 
 def all_reviews(engine: Engine, *, partition_key: str | None = None, after_id: int = 0) -> list[Review]:
