@@ -13,6 +13,7 @@ from pydantic import Field
 from asset_pipeline.catalog import Catalog, load_catalog
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.reviews import catalog_with_takes
+from asset_pipeline.resources.run_config_guard import enforce_operator_config
 from asset_pipeline.settings import from_settings
 
 
@@ -27,6 +28,12 @@ class CatalogFile(dg.ConfigurableResource):
         default=None,
         description="Ledger database whose review takes are applied to the specs; unset: no takes.",
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Run config may not point the takes at another ledger (it also re-reads a `dg.EnvVar` URL
+        that a partial run config left unresolved)."""
+        enforce_operator_config(self, context, label="catalog_file",
+                                fixed={"database_url": "ASSET_PIPELINE_DATABASE_URL"})
 
     def load(self) -> Catalog:
         catalog = load_catalog(self.path)
