@@ -17,7 +17,7 @@ from asset_pipeline.imaging.contact_sheet import CELL, REJECTED_COLOUR
 from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.reviews import record_review
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline_testing.helpers import materialize, materializations, pipeline_defs
+from asset_pipeline_testing.helpers import materializations, materialize, pipeline_defs
 
 
 def test_manifest_contact_sheet_and_check_follow_the_reviews(catalog_path: Path, data_dir: Path, instance) -> None:

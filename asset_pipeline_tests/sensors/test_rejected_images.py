@@ -13,7 +13,7 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.reviews import record_review
 from asset_pipeline.sensors.rejected_images import rejected_images_sensor
 from asset_pipeline.settings import PipelineSettings
-from asset_pipeline_testing.helpers import materialize, materializations, pipeline_defs
+from asset_pipeline_testing.helpers import materializations, materialize, pipeline_defs
 
 
 def evaluate(defs: dg.Definitions, instance, cursor: str | None = None):  # type: ignore[no-untyped-def]
