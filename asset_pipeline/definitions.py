@@ -16,9 +16,10 @@ from asset_pipeline.assets import build_assets
 from asset_pipeline.assets.keys import IMAGE_CATALOG
 from asset_pipeline.errors import CatalogError, ConfigurationError
 from asset_pipeline.resources.catalog_file import CatalogFile
-from asset_pipeline.resources.configured import image_generator, ledger, progress_hub, prompt_writer
+from asset_pipeline.resources.configured import image_generator, ledger, ledger_url, progress_hub, prompt_writer
 from asset_pipeline.resources.image_store import ImageStore
 from asset_pipeline.sensors.failed_images import failed_images_sensor
+from asset_pipeline.sensors.rejected_images import rejected_images_sensor
 from asset_pipeline.sensors.run_events_to_hub import run_events_to_hub
 from asset_pipeline.sensors.schedules import build_schedules, summaries_job
 from asset_pipeline.settings import PipelineSettings, load_settings
@@ -36,7 +37,7 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
         assets = build_assets(catalog, partitions_per_run=settings.partitions_per_run)
     return dg.Definitions(
         assets=assets,
-        sensors=[failed_images_sensor, run_events_to_hub],
+        sensors=[failed_images_sensor, run_events_to_hub, rejected_images_sensor],
         schedules=build_schedules(images_cron=settings.images_cron, summaries_cron=settings.summaries_cron,
                                   partitions_per_run=settings.partitions_per_run),
         jobs=[
@@ -48,7 +49,7 @@ def build_defs(settings: PipelineSettings | None = None) -> dg.Definitions:
             )
         ],
         resources={
-            "catalog_file": CatalogFile(path=settings.catalog_file),
+            "catalog_file": CatalogFile(path=settings.catalog_file, database_url=ledger_url(settings)),  # review takes
             "image_store": ImageStore(root=str(settings.data_dir)),
             "image_generator": image_generator(settings),
             "ledger": ledger(settings),

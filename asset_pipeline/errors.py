@@ -5,6 +5,7 @@ each with structured fields.
     AssetPipelineError
     ├── CatalogError              the catalog file is unreadable or invalid    problems (CatalogProblem: file, entry, field, message)
     ├── ConfigurationError        a setting or environment variable is unusable    setting
+    ├── ReviewError               a review cannot be recorded: bad partition, unknown image, bad note    field
     ├── StoreError                the image store cannot read or write an image    path
     │   └── UnsafePathError       a path would leave the store's root
     ├── NonFiniteAmount           (also a ValueError) an amount that is NaN, infinite or no number: never booked    amount
@@ -240,6 +241,8 @@ class HubUnavailable(AssetPipelineError):
         self.url = url
         self.status = status
         super().__init__(message)
+
+
 class PromptError(GenerationError):
     """The LLM could not write `partition_key`'s prompt. `failure_class`: rate_limited, server_error,
     timeout, connection, invalid_answer, refusal, context_too_long, rejected, budget_exhausted."""
@@ -248,3 +251,12 @@ class PromptError(GenerationError):
         super().__init__(partition_key, reason)
         self.failure_class = failure_class
         self.retry_after_s = retry_after_s
+
+
+class ReviewError(AssetPipelineError):
+    """A review was refused; `field` names the input at fault (partition_key, sha256, decision, note,
+    prompt_addition). The message never echoes more than a short prefix of the input."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")

@@ -119,7 +119,7 @@ def hub_process(port: int | None = None, **env: str) -> Iterator[HubProcess]:
     """Start the real CLI hub on `port` (an empty state: no Dagster instance) and stop it afterwards."""
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ASSET_PIPELINE_", "DAGSTER_"))}
-    environ.update(DAGSTER_HOME="/nonexistent", **env)
+    environ.update({"DAGSTER_HOME": "/nonexistent", **env})  # a caller may pass its own DAGSTER_HOME
     process = subprocess.Popen([str(Path(sys.executable).parent / "asset-pipeline"), "hub", "--port", str(port)],
                                env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

@@ -25,7 +25,7 @@ def test_definitions_load_with_the_bundled_catalog() -> None:
     assert graph.get(IMAGES).parent_keys == {PROMPTS}
     assert graph.get(PROMPTS).parent_keys == {IMAGE_CATALOG}
     assert {check.name for check in graph.get(IMAGES).check_keys} == {
-        "valid_png_of_requested_size", "not_blank", "not_a_fallback"
+        "valid_png_of_requested_size", "not_blank", "not_a_fallback", "approved"
     }
 
 

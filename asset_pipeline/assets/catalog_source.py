@@ -3,6 +3,8 @@
 Each partition's data version is the hash of its spec (plus the style guide's version for entries
 written from a brief: `Catalog.partition_version`), so editing one prompt or brief and observing the
 catalog makes exactly that prompt, and through it its image, stale in the UI.
+The spec includes the partition's review take (`CatalogFile` applies it from the ledger): rejecting
+an image changes its hash the same way.
 """
 
 import dagster as dg

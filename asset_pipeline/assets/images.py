@@ -18,7 +18,9 @@ from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline.assets.lineage import check_target, latest_events_by_partition, provenance_tags
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.assets.progress_reports import with_concurrency_limit
+from asset_pipeline.assets.review_checks import approved_check_spec, approved_evaluation
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
+from asset_pipeline.ledger.reviews import review_states
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -39,7 +41,7 @@ def build_images(
         key=IMAGES,
         partitions_def=partitions_def,
         deps=[PROMPTS],  # the final prompt; it carries the catalog's render settings too (image_prompts.py)
-        check_specs=image_check_specs(partitions_def),
+        check_specs=[*image_check_specs(partitions_def), approved_check_spec(partitions_def)],
         code_version=IMAGES_CODE_VERSION,
         kinds={"png"},
         pool=IMAGE_PROVIDER_POOL,
@@ -101,9 +103,9 @@ def build_images(
             yield _materialization(outcome, spec_versions[outcome.partition_key])
             unchecked.append(outcome)
             if len(unchecked) >= CHECK_BATCH_SIZE:
-                yield from _check_evaluations(context, unchecked)
+                yield from _check_evaluations(context, unchecked, image_generator)
                 unchecked = []
-        yield from _check_evaluations(context, unchecked)
+        yield from _check_evaluations(context, unchecked, image_generator)
 
         # Check results were logged per partition above; Dagster still expects each selected check's
         # output once per step, so close them here (they carry no value and log nothing more).
@@ -157,7 +159,9 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
         "height": spec.height,
         "backend": record.get("backend", outcome.request.backend),
         "model": record.get("model", outcome.request.model),
-        "seed": spec.seed,
+        "seed": spec.render_seed,
+        "take": spec.take,
+        "prompt": outcome.request.prompt[:2000],
         "request_hash": stored.request_hash or outcome.request.request_hash,
         "cost_usd": dg.MetadataValue.float(outcome.cost_usd),
         "cache_hit": outcome.cache_hit,
@@ -185,13 +189,21 @@ def _materialization(outcome: ImageOutcome, spec_version: tuple[str, int]) -> dg
 
 
 def _check_evaluations(
-    context: dg.AssetExecutionContext, outcomes: list[ImageOutcome]
+    context: dg.AssetExecutionContext, outcomes: list[ImageOutcome], generator: ImageGenerator
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The check results of already-logged materializations, tied to them in one query per batch."""
     if not outcomes:
         return
     keys = [outcome.partition_key for outcome in outcomes]
     materialized = latest_events_by_partition(context.instance, IMAGES, keys, observation=False)
+    # `approved`: a new image is unreviewed unless this exact image was reviewed before.
+    states = review_states(generator.ledger.engine,
+                           {o.partition_key: o.stored.sha256 for o in outcomes if o.stored is not None})
+    for outcome in outcomes:
+        if outcome.stored is not None:
+            state, review = states[outcome.partition_key]
+            yield approved_evaluation(outcome.partition_key, state, review, sha256=outcome.stored.sha256,
+                                      target=check_target(materialized.get(outcome.partition_key)))
     for outcome in outcomes:
         target = check_target(materialized.get(outcome.partition_key))
         for check in outcome.checks:

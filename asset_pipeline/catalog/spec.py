@@ -22,6 +22,9 @@ MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_PROMPT_CHARS = 2000
 MAX_STYLE_TAGS = 16
+MAX_TAKE = 100_000
+MAX_PROMPT_ADDITION_CHARS = 300
+MAX_PROMPT_ADDITIONS = 5  # a partition's newest additions; older ones drop off
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,78}[a-z0-9])?$"
 # C0 (but tab and newline) and C1 controls, DEL, and invisible characters that change how text
 # reads or compares: zero-width U+200B-U+200F, bidi embeddings/overrides U+202A-U+202E and isolates
@@ -62,8 +65,19 @@ Prompt = Annotated[
     str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(_clean_text), AfterValidator(_non_empty)
 ]
 NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(_clean_text)]
+PromptAddition = Annotated[
+    str, Field(max_length=MAX_PROMPT_ADDITION_CHARS), AfterValidator(_clean_text), AfterValidator(_non_empty)
+]
 StyleTag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9 _-]*$")]
 ModelRef = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w./:@-]*$")]
+
+
+
+def take_seed(seed: int, take: int) -> int:
+    """The seed of take `take` (review loop): take 0 keeps the spec's seed, later takes derive a new one."""
+    if take == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:take:{take}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def derived_seed(image_id: str) -> int:
@@ -106,6 +120,11 @@ class ImageSpec(BaseModel):
     guidance: float = Field(default=7.0, ge=0.0, le=30.0)
     style: tuple[StyleTag, ...] = Field(default=(), max_length=MAX_STYLE_TAGS)
     model: ModelRef | None = None
+    # Review loop (ledger/reviews.py): each rejected image asks for a new take, with a new seed and
+    # optionally text appended to the prompt. Both are part of the spec hash only when set, so
+    # specs never reviewed keep the hash they always had.
+    take: int = Field(default=0, ge=0, le=MAX_TAKE)
+    prompt_additions: tuple[PromptAddition, ...] = Field(default=(), max_length=MAX_PROMPT_ADDITIONS)
 
     @model_validator(mode="before")
     @classmethod
@@ -126,11 +145,11 @@ class ImageSpec(BaseModel):
     def spec_hash(self) -> str:
         """SHA-256 of the canonical JSON of the spec: the data version of its catalog partition.
 
-        `brief` and `prompt_override` count only when set, so entries without them keep the hash
-        they had before briefs existed (their images stay fresh)."""
+        `brief`, `prompt_override`, `take` and `prompt_additions` count only when set, so entries
+        without them keep the hash they had before they existed (their images stay fresh)."""
         dumped = self.model_dump(mode="json")
-        for optional in ("brief", "prompt_override"):
-            if dumped.get(optional) is None:
+        for optional in ("brief", "prompt_override", "take", "prompt_additions"):
+            if not dumped.get(optional):
                 dumped.pop(optional, None)
         canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -144,9 +163,26 @@ class ImageSpec(BaseModel):
 
     @property
     def full_prompt(self) -> str:
-        """The prompt with its style tags appended, as sent to a backend."""
+        """The prompt with its style tags and the review's prompt additions appended, as sent to a backend."""
         text = self.written_prompt or self.prompt or self.brief or ""
-        return ", ".join([text, *self.style]) if self.style else text
+        parts = [text, *self.style, *self.prompt_additions]
+        return ", ".join(parts) if len(parts) > 1 else text
+
+    @property
+    def render_seed(self) -> int:
+        """The seed sent to a backend: the spec's seed for take 0, a derived one for later takes."""
+        return take_seed(self.seed, self.take)
+
+    def for_take(self, rejections: int, additions: tuple[str, ...] = ()) -> ImageSpec:
+        """This spec after `rejections` rejected images, with the rejections' prompt additions.
+
+        Built anew (not `model_copy`) so every limit is validated again and no cached hash is kept."""
+        if not rejections and not additions:
+            return self
+        merged = tuple(dict.fromkeys([*self.prompt_additions, *additions]))[-MAX_PROMPT_ADDITIONS:]
+        return ImageSpec.model_validate(
+            {**self.model_dump(), "take": self.take + rejections, "prompt_additions": merged}
+        )
 
 
 class Catalog(BaseModel):
@@ -175,3 +211,10 @@ class Catalog(BaseModel):
         if spec.written_prompt is not None or self.style is None:
             return spec.spec_hash
         return hashlib.sha256(f"{spec.spec_hash}:{self.style.version}".encode()).hexdigest()
+
+    def with_takes(self, takes: dict[str, tuple[int, tuple[str, ...]]]) -> Catalog:
+        """The catalog with each partition's review takes applied: id -> (rejections, prompt additions)."""
+        if not takes:
+            return self
+        images = tuple(spec.for_take(*takes[spec.id]) if spec.id in takes else spec for spec in self.images)
+        return Catalog(source=self.source, images=images, style=self.style)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.errors import ConfigurationError
+from asset_pipeline.resources.catalog_file import with_review_takes
 from asset_pipeline.resources.configured import from_the_settings, image_generator
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -32,7 +33,14 @@ class CommandContext:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return self.settings.load_catalog()
+        """The catalog with the review loop's takes applied (what the next run renders)."""
+        catalog = self.settings.load_catalog()
+        if self.settings.database_url is None:  # the ledger lives in the data directory
+            check_data_dir(self.settings.data_dir, write=False)
+        try:
+            return with_review_takes(catalog, self.settings.ledger_url)
+        except SQLAlchemyError as exc:
+            raise ledger_error(self.settings, exc) from None
 
     @cached_property
     def generator(self) -> ImageGenerator:

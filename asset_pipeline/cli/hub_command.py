@@ -21,7 +21,9 @@ def hub(host: str, port: int, ping_interval: float) -> None:
     import uvicorn
 
     from asset_pipeline.cli.hub_startup import initial_state, shared_stream, spend_source, state_limits
+    from asset_pipeline.cli.review_startup import review_backend
     from asset_pipeline.errors import ConfigurationError
+    from asset_pipeline.hub.review_routes import mount_review_routes
     from asset_pipeline.hub.server import WS_OPTIONS, HubConfig, build_hub_app
     from asset_pipeline.settings import load_settings
 
@@ -39,4 +41,8 @@ def hub(host: str, port: int, ping_interval: float) -> None:
                        redis_url=redis_url, redis_prefix=redis_prefix)
     shared = f", events shared through Redis under '{redis_prefix}'" if redis_url else ""
     click.echo(f"hub listening on http://{host}:{port}/ (token {'required' if token else 'not set'}{shared})", err=True)
-    uvicorn.run(build_hub_app(config, state), host=host, port=port, log_level="warning", lifespan="on", **WS_OPTIONS)
+    app = build_hub_app(config, state)
+    with review_backend(settings, echo=lambda line: click.echo(line, err=True)) as reviews:  # the review view
+        if reviews is not None:
+            mount_review_routes(app, reviews, token=token, image_root=settings.data_dir)
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", **WS_OPTIONS)

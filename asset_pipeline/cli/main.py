@@ -11,6 +11,7 @@ from asset_pipeline.cli.money_commands import budget, estimate, ledger
 from asset_pipeline.cli.prompts_command import prompts
 from asset_pipeline.cli.report_command import report
 from asset_pipeline.cli.retry_command import retry_failed
+from asset_pipeline.cli.review_commands import review
 from asset_pipeline.errors import AssetPipelineError
 
 
@@ -52,6 +53,7 @@ cli.add_command(estimate)
 cli.add_command(retry_failed)
 cli.add_command(hub)
 cli.add_command(prompts)
+cli.add_command(review)
 
 if __name__ == "__main__":
     cli()

@@ -14,6 +14,7 @@ from asset_pipeline.cli.context import CommandContext
 from asset_pipeline.cli.prompt_state import prompt_estimate
 from asset_pipeline.cost_estimate import estimate_costs
 from asset_pipeline.partition_status import partition_statuses
+from asset_pipeline.review_selection import rejected_partitions
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -66,7 +67,7 @@ def ledger(as_json: bool, run_id: str | None) -> None:
 
 @click.command()
 @json_option
-@click.option("--select", "selection", type=click.Choice(["missing", "failed", "all"]), default="missing",
+@click.option("--select", "selection", type=click.Choice(["missing", "failed", "rejected", "all"]), default="missing",
               show_default=True, help="Which partitions to price.")
 def estimate(as_json: bool, selection: str) -> None:
     """Cost of generating the selected partitions now (cache hits excluded) against the remaining budget."""
@@ -109,6 +110,9 @@ def _selected(context: CommandContext, selection: str) -> list[str]:
     ids = context.catalog.ids
     if selection == "all":
         return ids
+    if selection == "rejected":  # the next takes of images rejected in review (priced with their new seed)
+        with dg.DagsterInstance.get() as instance:
+            return rejected_partitions(instance, context.catalog, context.ledger.engine)
     with dg.DagsterInstance.get() as instance:
         statuses = partition_statuses(instance, IMAGES, image_partitions(context.catalog))
     wanted = {"missing": {"missing", "failed"}, "failed": {"failed"}}[selection]

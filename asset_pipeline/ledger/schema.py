@@ -125,3 +125,20 @@ provider_slots = Table(
     Column("expires_at", Float, nullable=False),
     Index("ix_provider_slots_key", "key", "expires_at"),
 )
+
+# Review loop (ledger/reviews.py): one row per verdict on one exact image (its sha256) of a
+# partition: 'approved' or 'rejected', with an optional note and text to append to the next take's
+# prompt. The newest row per (partition, sha256) is that image's state; an image never reviewed,
+# or a partition whose image was replaced since, is unreviewed.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("partition_key", String(128), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("prompt_addition", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_reviews_partition", "partition_key", "id"),
+)

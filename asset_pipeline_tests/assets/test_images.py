@@ -9,6 +9,7 @@ import dagster as dg
 
 from asset_pipeline.assets.image_checks import NOT_BLANK, NOT_FALLBACK, VALID_PNG
 from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.review_checks import APPROVED
 from asset_pipeline_testing.helpers import (
     FailingGenerator,
     image_statuses,
@@ -48,6 +49,10 @@ def test_range_logs_one_materialization_per_partition_and_passes_checks(
     events = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key == IMAGES]
     assert sorted(e.materialization.partition for e in events) == [f"img-{i:02d}" for i in range(6)]
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    reviews = [e for e in evaluations if e.check_name == APPROVED]  # review loop: new images are unreviewed (WARN)
+    assert len(reviews) == 6 and not any(e.passed for e in reviews)
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in reviews)
+    evaluations = [e for e in evaluations if e.check_name != APPROVED]
     assert len(evaluations) == 18 and all(e.passed for e in evaluations)
     assert {e.check_name for e in evaluations} == {VALID_PNG, NOT_BLANK, NOT_FALLBACK}
     assert {e.partition for e in evaluations} == {f"img-{i:02d}" for i in range(6)}
