@@ -16,10 +16,10 @@ def test_take_zero_keeps_the_hash_and_seed_specs_always_had() -> None:
     spec = ImageSpec.model_validate(BASE)
     assert spec.for_take(0) is spec
     assert spec.render_seed == 7
-    # The hash of an unreviewed spec is the hash of its fields without the review ones (as before).
+    # The hash of an unreviewed spec without a brief is the hash of its fields without the optional ones (as before).
     import hashlib
     import json
-    legacy = {k: v for k, v in spec.model_dump(mode="json").items() if k not in ("take", "prompt_additions")}
+    legacy = {k: v for k, v in spec.model_dump(mode="json").items() if k not in ("take", "prompt_additions", "brief", "prompt_override")}
     canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
     assert spec.spec_hash == hashlib.sha256(canonical.encode()).hexdigest()
 
