@@ -22,7 +22,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline_testing.dagster_stack import BIN, DagsterStack, dagster_stack
 from asset_pipeline_testing.helpers import materialize, pipeline_defs, small_entries, write_catalog
 from asset_pipeline_testing.hub_process import HubProcess, hub_process
@@ -66,8 +66,9 @@ def cli(stack: DagsterStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def stale_status(stack: DagsterStack, *keys: str) -> list[str]:
-    """What the UI shows: the webserver's stale status of `images` partitions."""
-    data = stack.graphql(STALE, assetKeys=[{"path": IMAGES.path}], partitions=list(keys))
+    """What the UI shows: the webserver's stale status of the partitions' `prompts` (the first asset
+    below `image_catalog`; `images` follows once its prompt is re-written, see README "Review loop")."""
+    data = stack.graphql(STALE, assetKeys=[{"path": PROMPTS.path}], partitions=list(keys))
     return data["assetNodes"][0]["staleStatusByPartition"]
 
 

@@ -13,7 +13,7 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline.assets.review_checks import APPROVED
 from asset_pipeline_testing.helpers import materialize, pipeline_defs
 
@@ -36,7 +36,9 @@ def _stale(env: dict[str, str], catalog_path: Path, key: str) -> StaleStatus:
     defs = pipeline_defs(catalog_path, Path(env["ASSET_PIPELINE_DATA_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         # Dagster's own test helper around the resolver the UI uses for its "stale" badge.
-        return get_stale_status_resolver(instance, list(defs.assets or [])).get_status(IMAGES, key)
+        # A new take changes the partition's `image_catalog` version: its `prompts` partition (the
+        # asset right below) turns stale, and `images` once the prompt is re-written.
+        return get_stale_status_resolver(instance, list(defs.assets or [])).get_status(PROMPTS, key)
 
 
 def test_reject_approve_and_a_new_take(reviewed_env: dict[str, str], catalog_path: Path, run_cli) -> None:

@@ -117,7 +117,8 @@ def test_a_redis_that_cannot_be_used_stops_the_hub_naming_the_variable_never_the
         pass
     message = str(failed.value)
     assert "ASSET_PIPELINE_REDIS_URL" in message, message
-    assert "pa55-hostile-s3cret" not in message and "***" in message, message
+    # Either the settings refuse the scheme (the reason never repeats the URL) or the hub shows it masked.
+    assert "pa55-hostile-s3cret" not in message and ("***" in message or "expected redis://" in message), message
 
 
 def test_a_password_in_a_working_redis_url_never_reaches_the_log_or_the_status(prefix: str) -> None:

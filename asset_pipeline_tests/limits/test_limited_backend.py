@@ -94,8 +94,8 @@ def test_two_runs_share_one_create_rate_on_postgresql(fake_replicate, monkeypatc
 
         def make(index: int) -> None:
             generator = runs[index % 2]
-            pending = generator.generate(generator.request_for(specs[index]), run_id=f"run-{index % 2}")
-            generator.settle(pending, sha256="0" * 64)
+            pending = generator.metered.generate(generator.request_for(specs[index]), run_id=f"run-{index % 2}")
+            generator.metered.settle(pending, sha256="0" * 64)
 
         started = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
