@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from asset_pipeline.errors import ReviewError, UnsafePathError
 from asset_pipeline.hub.access import authorized, presented_token
+from asset_pipeline.hub.request_body import limited_body
 from asset_pipeline.storage.paths import inside_root
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -79,7 +80,7 @@ def review_routes(backend: ReviewBackend, *, token: str | None, image_root: Path
     async def verdict(request: Request) -> Response:
         if not allowed(request):
             return refused()
-        body = await _limited_body(request, MAX_REVIEW_BYTES)
+        body = await limited_body(request, MAX_REVIEW_BYTES)
         if body is None:
             return JSONResponse({"error": f"body over {MAX_REVIEW_BYTES} bytes"}, status_code=413)
         try:
@@ -131,16 +132,3 @@ def mount_review_routes(app: Starlette, backend: ReviewBackend, *, token: str | 
     """Put the review routes in front of the hub's own (none of their paths overlap)."""
     app.router.routes[0:0] = review_routes(backend, token=token, image_root=image_root)
 
-
-async def _limited_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it is known to pass `limit` (as the server's publisher endpoint reads
-    bodies; repeated here so this module does not depend on the server's internals)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)

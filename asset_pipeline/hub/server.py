@@ -45,6 +45,7 @@ from asset_pipeline.hub.access import authorized, presented_token
 from asset_pipeline.hub.broadcast_protocol import WRITE_FRAME_EXTENSION
 from asset_pipeline.hub.connections import Subscribers, close_socket
 from asset_pipeline.hub.redis_bus import RedisBus
+from asset_pipeline.hub.request_body import limited_body
 from asset_pipeline.hub.session import MAX_FRAME_BYTES, HubSession, channel_for
 from asset_pipeline.hub.state import HubState, Outgoing, finite_only
 from asset_pipeline.progress.messages import PARTITION_KEY_PATTERN, published_events
@@ -316,17 +317,4 @@ def build_hub_app(config: HubConfig, state: HubState | None = None) -> Starlette
     return app
 
 
-async def limited_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to pass `limit` bytes: a declared
-    Content-Length is checked before reading, a chunked body while it streams, so an oversized
-    upload never sits in memory (Starlette's `request.body()` has no limit)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
