@@ -31,7 +31,7 @@ def test_the_instance_config_loads_on_postgresql_with_a_queued_coordinator(tmp_p
             assert isinstance(coordinator, QueuedRunCoordinator)
             concurrency = instance.get_concurrency_config()
             assert concurrency.run_queue_config.max_concurrent_runs == 8
-            assert concurrency.pool_config.default_pool_limit == 4
+            assert concurrency.pool_config.default_pool_limit == 8
             assert instance.run_monitoring_enabled
 
 

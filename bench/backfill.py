@@ -156,6 +156,9 @@ def main() -> None:
     print(f"  where the time went: run start -> first creation {creations[0] - first_start:.1f} s, creations "
           f"{creations[-1] - creations[0]:.1f} s ({len(creations) / max(creations[-1] - creations[0], 1e-9):.1f}/s), "
           f"last creation -> backfill end {end - creations[-1]:.1f} s")
+    lo, hi = creations[len(creations) // 10], creations[len(creations) * 9 // 10]
+    print(f"  steady create rate (middle 80% of creations) {0.8 * len(creations) / max(hi - lo, 1e-9):.1f}/s "
+          f"against the limit {args.create_rate:g}/s")
     print(f"  images materialized {materialized}/{n}; predictions created {fake.created_total}, "
           f"max per request {max(fake.creations.values())}")
     if args.provider_create_limit:
