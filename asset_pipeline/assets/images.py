@@ -20,7 +20,6 @@ from asset_pipeline.assets.partition_runner import per_partition_asset, raise_fo
 from asset_pipeline.assets.progress_reports import with_concurrency_limit
 from asset_pipeline.assets.review_checks import approved_check_spec, approved_evaluation
 from asset_pipeline.assets.run_summary import RunTally, summary_lines
-from asset_pipeline.ledger.reviews import review_states
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.image_store import ImageStore
@@ -197,8 +196,7 @@ def _check_evaluations(
     keys = [outcome.partition_key for outcome in outcomes]
     materialized = latest_events_by_partition(context.instance, IMAGES, keys, observation=False)
     # `approved`: a new image is unreviewed unless this exact image was reviewed before.
-    states = review_states(generator.ledger.engine,
-                           {o.partition_key: o.stored.sha256 for o in outcomes if o.stored is not None})
+    states = generator.review_states({o.partition_key: o.stored.sha256 for o in outcomes if o.stored is not None})
     for outcome in outcomes:
         if outcome.stored is not None:
             state, review = states[outcome.partition_key]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,8 @@ from asset_pipeline.ledger.database import ledger_engine
 from asset_pipeline.ledger.journal import PredictionJournal
 from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.ledger.recorded_caps import record_caps
+from asset_pipeline.ledger.reviews import Review, review_states
+from asset_pipeline.ledger.reviews import State as ReviewState
 from asset_pipeline.resources import provider_limits
 from asset_pipeline.resources.comfyui_options import ComfyUIOptions
 from asset_pipeline.resources.generator_config import DiffusersConfig, ModelPriceConfig, default_price_config
@@ -268,6 +271,10 @@ class ImageGenerator(dg.ConfigurableResource):
     def run_spending(self, *, run_id: str) -> RunSpending:
         """What `run_id` was charged, and where the budget stands against this run's caps."""
         return RunSpending(spent_run_usd=self.ledger.spent_by_run(run_id), status=self.ledger.status(self.caps))
+
+    def review_states(self, images: Mapping[str, str | None]) -> dict[str, tuple[ReviewState, Review | None]]:
+        """Partition -> its review state, judged on the image (sha256) it has now (the `approved` check)."""
+        return review_states(self.ledger.engine, images)
 
     def reservation_usd(self, request: GenerationRequest) -> float:
         """What generating `request` reserves against the budget: the most it may cost."""
