@@ -1,7 +1,8 @@
 """A thread-safe token bucket: at most `rate` provider requests per second, bursts of `burst`.
 
 Hand-written because it is a dozen lines and must be cancellable by the run's termination event;
-the rate across runs is Dagster's job (the `image_provider` concurrency pool).
+one run's rate. The rate across every run and process is `limits/shared.py`'s (a GCRA in the
+ledger database or Redis), which the remote backends are held to as well by default.
 """
 
 from __future__ import annotations
