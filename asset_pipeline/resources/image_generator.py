@@ -63,6 +63,10 @@ CAP_FIELDS = {
     "max_download_mb": "ASSET_PIPELINE_MAX_DOWNLOAD_MB",
     "download_timeout_s": "ASSET_PIPELINE_DOWNLOAD_TIMEOUT_S",
     "max_output_megapixels": "ASSET_PIPELINE_MAX_OUTPUT_MEGAPIXELS",
+    # How long one image may run is how much GPU time or predict time it reserves: lower only.
+    "max_predict_seconds": "image_generator.max_predict_seconds in definitions.py",
+    "comfyui.max_job_seconds": "ASSET_PIPELINE_COMFYUI_MAX_JOB_SECONDS",
+    "diffusers.max_render_seconds": "image_generator.diffusers.max_render_seconds in definitions.py",
 }
 
 

@@ -61,10 +61,14 @@ def enforce_operator_config(
         if _given(given, name) and value is not None and limit is not None and value > limit:
             raise configuration_failure(ConfigurationError(
                 f"{label}.{name}", f"run config may only lower it: {value:g} is above the operator's {limit:g} "
-                                   f"(raise {variable} in the environment instead)"))
+                                   f"(raise {_where(variable)} instead)"))
     for name, value in defaults.items():
         if _is_env_var(value) and name not in given:
             object.__setattr__(resource, name, getattr(operator, name))
+
+
+def _where(variable: str) -> str:
+    return f"{variable} in the environment" if variable.startswith("ASSET_PIPELINE_") else variable
 
 
 def _operator_defaults(context: dg.InitResourceContext) -> dict[str, Any] | None:

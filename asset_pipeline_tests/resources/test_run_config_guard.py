@@ -109,6 +109,12 @@ def _init_failure(result: dg.ExecuteInProcessResult) -> str:
     ("ledger", {"budget": {"daily_usd": 0.5}}, "ledger.budget: run config may not change it"),
     ("image_generator", {"comfyui": {"urls": "http://attacker.example:8188"}}, "image_generator.comfyui.urls: run config may not change it"),
     ("image_generator", {"comfyui": {"workflow": "/etc/passwd"}}, "image_generator.comfyui.workflow: run config may not change it"),
+    ("image_generator", {"comfyui": {"max_job_seconds": 900}},
+     "image_generator.comfyui.max_job_seconds: run config may only lower it: 900 is above the operator's 600 "
+     "(raise ASSET_PIPELINE_COMFYUI_MAX_JOB_SECONDS in the environment instead)"),
+    ("image_generator", {"max_predict_seconds": 3000}, "image_generator.max_predict_seconds: run config may only lower it"),
+    ("image_generator", {"diffusers": {"max_render_seconds": 6000}},
+     "image_generator.diffusers.max_render_seconds: run config may only lower it"),
 ])
 def test_fixed_fields_of_every_resource_are_refused_in_process(
     catalog_path: Path, data_dir: Path, instance, monkeypatch: pytest.MonkeyPatch, resource: str, config: dict, field: str
