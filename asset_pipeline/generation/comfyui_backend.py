@@ -14,6 +14,8 @@ Failures, classified by `generation/failures.py` from what is raised here:
                                            the request hash carried in `extra_data`
     node_errors on submit                  ProviderError 400 naming node and input -> invalid input
     out of memory in execution_error       PaidFailure "out of memory" -> fewer steps
+    a node raised ValueError, KeyError...  PaidFailure, final: the same inputs fail the same way
+    any other execution_error              PaidFailure -> transient (a GPU hiccup may not recur)
     job vanished from queue and history    PaidFailure, nothing billed -> transient, a new prompt
     output not the requested size          fitted like Replicate's (original kept) or refused
 A terminated run deletes its prompt from the queue, or interrupts it if it is running.
@@ -223,7 +225,8 @@ class ComfyUIBackend(ImageBackend):
         status = _status(entry)
         if status != "success":
             raise PaidFailure(request.partition_key, f"prompt {prediction_id} {_failure(entry, self.workflow)}",
-                              billed_usd=cost, prediction_id=prediction_id, billing_note=took.note)
+                              billed_usd=cost, prediction_id=prediction_id, billing_note=took.note,
+                              final=_deterministic(entry))
         image = self._output_image(request, entry, prediction_id, cost)
         try:
             data = client.view(image, max_bytes=self.config.max_download_bytes, timeout_s=self.config.download_timeout_s)
@@ -297,6 +300,7 @@ class ComfyUIBackend(ImageBackend):
                     return entry, ran
                 if where == "running" and started is None:
                     started = time.monotonic()
+                    clock.restart(started)
                 if where == "gone":
                     raise PaidFailure(key, f"prompt {prompt_id}@{client.url} vanished from the queue (server restarted?); "
                                       "the server has no record to bill, so nothing is charged",
@@ -311,8 +315,9 @@ class ComfyUIBackend(ImageBackend):
         kind, data = event.get("type"), event["data"]
         if data.get("prompt_id") != prompt_id:
             return started, False
-        if kind == "execution_start":
-            return started or time.monotonic(), False
+        if started is None and kind in ("execution_start", "executing", "progress"):
+            started = time.monotonic()
+            clock.restart(started)  # the ETA's pace counts from the job's start, not from its wait in the queue
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             return started, True
         if kind == "executing" and data.get("node") is None:
@@ -326,7 +331,7 @@ class ComfyUIBackend(ImageBackend):
                                                    now=time.monotonic()))
                 except Exception:  # noqa: BLE001 - progress is best-effort and must never fail an image
                     pass
-        return started if started is not None or kind not in ("executing", "progress") else time.monotonic(), False
+        return started, False
 
     def _drain(self, events: ClientConnection, prompt_id: str, session: RenderSession, clock: ProgressClock) -> None:
         """Report the progress events still on their way when `/history` said the job is done (the
@@ -469,6 +474,18 @@ def _failure(entry: dict[str, Any], workflow: Workflow) -> str:
     if "execution_interrupted" in messages:
         return "was interrupted on the server (not by this run)"
     return f"ended with status {str(_status(entry))[:40]}"
+
+
+# A node that raised one of these fails the same way for the same inputs (a bad value, a missing
+# model file): queueing the identical prompt again would only pay for the same error.
+_DETERMINISTIC_ERRORS = frozenset({"ValueError", "TypeError", "KeyError", "IndexError", "AttributeError",
+                                   "AssertionError", "FileNotFoundError", "NotImplementedError", "ZeroDivisionError"})
+
+
+def _deterministic(entry: dict[str, Any]) -> bool:
+    error = status_messages(entry).get("execution_error")
+    exception_type = str(error.get("exception_type", "")) if isinstance(error, dict) else ""
+    return exception_type.rsplit(".", 1)[-1] in _DETERMINISTIC_ERRORS
 
 
 def _node_errors(body: dict[str, Any], workflow: Workflow) -> str:

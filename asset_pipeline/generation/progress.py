@@ -41,6 +41,10 @@ class ProgressClock:
         self._totals = dict(planned)
         self._started_at = started_at
 
+    def restart(self, started_at: float) -> None:
+        """The work began at `started_at` (a job that waited in a queue: the wait is not its pace)."""
+        self._started_at = started_at
+
     def step(self, stage: str, *, index: int, total: int, now: float) -> StepProgress:
         """Progress after step `index` (0-based) of `total` in `stage` finished at time `now`."""
         if stage not in self._totals:

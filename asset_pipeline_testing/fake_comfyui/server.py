@@ -13,7 +13,7 @@ spread over `job_seconds`. Identical prompts run again are answered from the cac
 `execution_start` to its end), so tests compare it with the ledger.
 
 Failure injection: a text input containing `[[oom]]` fails in the sampler with CUDA out of memory,
-`[[fail]]` with another exception; `restart()` drops the queue, the running job and the history
+`[[fail]]` with a RuntimeError, `[[valueerror]]` with a ValueError (an error of the inputs); `restart()` drops the queue, the running job and the history
 (a restart), closing every socket. Hostile modes (fields of `FakeComfyState`): `timestamps`
 (what `timestamp` fields say instead of the time: "abc", NaN, -1e18), `huge_view` (/view streams
 bytes for ever, no length), `endless_ws` (a job reports progress for ever and never finishes),
@@ -243,11 +243,13 @@ class FakeComfyState:
                             send("progress", value=value_, max=max_, node=node_id)
                         send("progress", value=value, max=steps, node="no-such-node" * 50)
                     send("progress", value=value, max=steps, node=node_id)
-                    if "[[oom]]" in texts or "[[fail]]" in texts:
-                        oom = "[[oom]]" in texts
+                    if "[[oom]]" in texts or "[[fail]]" in texts or "[[valueerror]]" in texts:
+                        oom, value_error = "[[oom]]" in texts, "[[valueerror]]" in texts
+                        message, kind_ = ((OOM_MESSAGE, "torch.OutOfMemoryError") if oom else
+                                          ("image size must be a multiple of 8", "ValueError") if value_error else
+                                          ("mat1 and mat2 shapes cannot be multiplied", "RuntimeError"))
                         send("execution_error", node_id=node_id, node_type=node["class_type"], executed=[],
-                             exception_message=OOM_MESSAGE if oom else "mat1 and mat2 shapes cannot be multiplied",
-                             exception_type="torch.OutOfMemoryError" if oom else "RuntimeError",
+                             exception_message=message, exception_type=kind_,
                              traceback=["Traceback (most recent call last):", "..."], current_inputs={}, current_outputs={})
                         finish("error")
                         return

@@ -99,3 +99,31 @@ def test_per_node_progress_becomes_step_reports_with_an_eta(tmp_path: Path) -> N
     assert {(r.stage, r.total_steps) for r in reports} == {("KSampler", 12)}
     assert reports[-1].percentage == 100.0 and reports[5].eta_s is not None and reports[5].eta_s > 0
     assert rendered.cost_usd == pytest.approx(server.bill_usd)
+
+
+def test_a_job_queued_behind_another_counts_its_eta_from_its_own_start(tmp_path: Path) -> None:
+    """The second of two prompts waits a whole job in the server's queue; its first steps' elapsed
+    time and ETA are its own pace, not the wait (seen against a real ComfyUI: ETA 233 s for 7 s left)."""
+    import threading
+
+    with running_fake_comfyui(FakeComfyState(job_seconds=1.0)) as server:
+        backend = ComfyUIBackend(ComfyUIConfig(urls=[server.base_url], workflow=load_workflow(None), gpu_hour_usd=3.6,
+                                               max_job_seconds=10, queue_depth=2, poll_interval_s=0.02))
+        reports: dict[str, list[StepProgress]] = {"img-00": [], "img-01": []}
+
+        def render(key: str, seed: int) -> None:
+            request = GenerationRequest(key, "hero", "comfyui", backend.default_model, f"a lighthouse {seed}", "",
+                                        96, 64, seed, 10, 6.0, backend.request_variant)
+            backend.render(request, RenderSession(on_created=lambda _id: None, on_progress=reports[key].append))
+
+        first = threading.Thread(target=render, args=("img-00", 1))
+        first.start()
+        while not server.submitted:
+            threading.Event().wait(0.01)
+        render("img-01", 2)  # queued behind img-00 for about a second
+        first.join()
+        backend.close()
+    queued = reports["img-01"]
+    assert [r.current_step for r in queued] == list(range(1, 11))
+    assert queued[0].elapsed_s < 0.5, queued[0]  # not the ~1 s it waited
+    assert queued[1].eta_s is not None and queued[1].eta_s < 2.0, queued[1]  # ~0.8 s of a 1 s job remain

@@ -62,6 +62,18 @@ def test_out_of_memory_retries_with_fewer_steps_and_charges_the_gpu_time(tmp_pat
         assert violations(data_dir, [server]) == []
 
 
+def test_a_node_that_raises_a_value_error_fails_at_once_and_its_gpu_time_is_paid(tmp_path: Path, data_dir: Path,
+                                                                               instance) -> None:
+    """The same inputs raise the same ValueError: queueing the identical prompt again would pay again."""
+    with running_fake_comfyui(FakeComfyState(job_seconds=0.1)) as server:
+        catalog = write_catalog(tmp_path / "c.yaml", entries(1, prompt="a lighthouse [[valueerror]]"))
+        result = materialize(comfy_defs(catalog, data_dir, [server]), instance, partition="img-00")
+        assert not result.success
+        assert "failed in node 3 (KSampler): ValueError: image size must be a multiple of 8" in failure_message(result)
+        assert len(server.submitted) == 1
+        assert charged(data_dir) > 0 and violations(data_dir, [server]) == []
+
+
 def test_a_server_that_is_down_is_transient_and_nothing_is_charged(tmp_path: Path, data_dir: Path, instance) -> None:
     dead = FakeComfyState(base_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     catalog = write_catalog(tmp_path / "c.yaml", entries(1))
