@@ -29,6 +29,7 @@ class StoredPrompt:
     value: PromptValue
     version: str
     storage_id: int
+    run_id: str = ""
 
 
 def observe_catalog_versions(
@@ -58,7 +59,7 @@ def latest_prompts(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, S
         if prompt is None or version is None:
             continue
         value = PromptValue(prompt=str(prompt.value), negative_prompt=str(negative.value) if negative else "")
-        found[key] = StoredPrompt(value, version, record.storage_id)
+        found[key] = StoredPrompt(value, version, record.storage_id, record.run_id)
     return found
 
 

@@ -5,8 +5,9 @@ finished partition as soon as it is written, failures raised at the end), and up
 a backfill or `--partition-range` selecting both runs prompts then images in the same runs as
 images alone. To let `images` run after it in the same run, the step ends with one output that
 carries no materialization (`HAND_ON`, see `dagster_internals.py`); Dagster otherwise skips the
-steps below an asset that yielded no output. When any prompt failed, the step fails instead and
-that run's images step does not start (re-run with "backfill failed and missing").
+steps below an asset that yielded no output. A prompt that failed is logged, and that run's images
+step fails its image with the reason (never rendering an older stored prompt) while the other
+images go on; only when no prompt at all was written does the step fail and images not start.
 """
 
 
@@ -137,8 +138,11 @@ def build_prompts(
             writer.close()
         context.log.info(f"prompts: {written_count} written ({cache_hits} cache hit(s)), {len(failures)} failed, "
                          f"${cost:.6f} spent on the LLM")
-        if not failures:
-            yield dg.Output(None, metadata=HAND_ON)
-        raise_for_failures(failures, total=len(context.partition_keys))
+        if failures and not written_count:
+            raise_for_failures(failures, total=len(context.partition_keys))
+        if failures:  # the images of the prompts that were written go on; the others fail in `images`
+            context.log.warning(f"{len(failures)} prompt(s) failed; their images will fail in this run's images "
+                                f"step, the other {written_count} go on: " + ", ".join(sorted(failures)[:20]))
+        yield dg.Output(None, metadata=HAND_ON)
 
     return prompts

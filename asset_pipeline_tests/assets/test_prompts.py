@@ -12,7 +12,7 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from asset_pipeline.assets.image_prompts import NO_PROMPT_YET
+from asset_pipeline.assets.image_prompts import NO_PROMPT_YET, NOT_WRITTEN_IN_RUN
 from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline_testing.briefs import LLM_KEY, PRICE, STYLE, brief_entries, write_brief_catalog
 from asset_pipeline_testing.helpers import materialize, pipeline_defs
@@ -134,3 +134,31 @@ def test_an_unchanged_llm_answer_leaves_the_image_fresh(catalog: Path, data_dir:
     assert money_violations(generator.ledger.engine, caps=generator.caps, provider_bill_usd=fake_openai.bill_usd(*PRICE)) == []
     logs = "\n".join(str(entry) for entry in instance.all_logs(result.run_id))
     assert LLM_KEY not in logs and LLM_KEY not in str(instance.get_run_by_id(result.run_id))
+
+
+def test_a_refused_prompt_fails_only_its_image_and_never_renders_the_older_prompt(
+    catalog: Path, data_dir: Path, instance, fake_openai
+) -> None:
+    defs = pipeline_defs(catalog, data_dir, prompts="llm")
+    assert run_both(defs, instance).success
+    images_before = set((data_dir / "objects").rglob("*.png"))
+
+    # brief-001 is edited and the LLM refuses the new brief: the other images go on in the same run,
+    # and brief-001's image is not rendered from its older (now stale) stored prompt.
+    entries = brief_entries()
+    entries[1]["brief"] = "grandmother passing a recipe book, refused"
+    fake_openai.brief_faults["refused"] = "refusal"
+    write_brief_catalog(catalog, entries)
+    result = run_both(defs, instance)
+    assert not result.success
+    assert set(metadata(result, PROMPTS)) == set(KEYS) - {"brief-001"}
+    assert set(metadata(result, IMAGES)) == set(KEYS) - {"brief-001"}  # cache hits, the step ran
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "images" and NOT_WRITTEN_IN_RUN in failure.step_failure_data.error.message
+    assert "brief-001" in failure.step_failure_data.error.message
+    assert set((data_dir / "objects").rglob("*.png")) == images_before  # nothing new rendered
+
+    # Once the LLM answers, the same run selection writes the prompt and renders the new image.
+    fake_openai.brief_faults.clear()
+    assert run_both(defs, instance).success
+    assert len(set((data_dir / "objects").rglob("*.png"))) == len(images_before) + 1
