@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from asset_pipeline.assets import image_partitions
-from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline.assets.lineage import latest_events_by_partition
 from asset_pipeline.catalog import Catalog
 from asset_pipeline.dagster_internals import (
@@ -25,6 +25,7 @@ from asset_pipeline.dagster_internals import (
     make_new_backfill_id,
 )
 from asset_pipeline.partition_status import partition_statuses
+from asset_pipeline.prompting.value import written_value
 
 RETRY_TAG = "asset_pipeline/retry"
 PARTITION_COUNT_TAG = "asset_pipeline/partition_count"
@@ -61,17 +62,31 @@ def within_budget(costs: dict[str, float], budget_usd: float) -> list[str]:
     return chosen
 
 
-def images_subset(keys: Iterable[str], asset_graph) -> AssetGraphSubset:  # type: ignore[no-untyped-def]
-    return AssetGraphSubset.from_asset_partition_set({AssetKeyPartitionKey(IMAGES, key) for key in keys}, asset_graph)
+def rerun_assets(catalog: Catalog | None) -> list[dg.AssetKey]:
+    """What a re-run selects: `images`, with `prompts` before it when the catalog has briefs to write.
+
+    An image whose prompt failed is re-run together with its prompt (a prompt already written is a
+    free cache hit), so a retry never renders an older stored prompt instead of writing the new one.
+    """
+    if catalog is not None and any(written_value(spec) is None for spec in catalog.images):
+        return [PROMPTS, IMAGES]
+    return [IMAGES]
 
 
-def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str], *, reason: str) -> str:
-    """Submit a backfill of `images` for exactly `keys`; the daemon launches its runs."""
+def images_subset(keys: Iterable[str], asset_graph, *,  # type: ignore[no-untyped-def]
+                  assets: Iterable[dg.AssetKey] = (IMAGES,)) -> AssetGraphSubset:
+    return AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph)
+
+
+def submit_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, keys: list[str], *, reason: str,
+                    assets: list[dg.AssetKey] | None = None) -> str:
+    """Submit a backfill of `images` (and `assets`, when given) for exactly `keys`; the daemon launches its runs."""
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),
         partition_names=keys,
-        asset_selection=[IMAGES],
+        asset_selection=assets or [IMAGES],
         backfill_timestamp=time.time(),
         tags={RETRY_TAG: reason},
         dynamic_partitions_store=instance,
@@ -104,7 +119,8 @@ def describe_keys(keys: list[str], *, limit: int = 8) -> str:
 
 
 def range_run_requests(costs: dict[str, float], order: list[str], *, reason: str,
-                       partitions_per_run: int | None = None) -> list[dg.RunRequest]:
+                       partitions_per_run: int | None = None,
+                       assets: list[dg.AssetKey] | None = None) -> list[dg.RunRequest]:
     """One partition-range run of `images` per contiguous range of `costs`' keys, split into runs of
     at most `partitions_per_run` partitions as backfills are (ASSET_PIPELINE_PARTITIONS_PER_RUN), each
     tagged with its range, partition count and estimated cost (what the UI's tick and preview show)."""
@@ -114,7 +130,7 @@ def range_run_requests(costs: dict[str, float], order: list[str], *, reason: str
         estimate = round(sum(costs[key] for key in keys), 6)
         requests.append(dg.RunRequest(
             run_key=f"{first}...{last}",
-            asset_selection=[IMAGES],
+            asset_selection=assets or [IMAGES],
             tags={RANGE_START_TAG: first, RANGE_END_TAG: last, RETRY_TAG: reason,
                   PARTITION_COUNT_TAG: str(len(keys)), ESTIMATED_COST_TAG: f"{estimate:.4f}"},
         ))

@@ -108,7 +108,8 @@ def test_retry_failed_backfills_exactly_the_failed_partitions(stack: DagsterStac
     dry = subprocess.run([str(BIN / "asset-pipeline"), "retry-failed", "--dry-run", "--json"], cwd=PROJECT,
                          env=stack.env, capture_output=True, text=True, timeout=300, check=False)
     assert json.loads(dry.stdout) == {"failed": ["img-09"], "estimated_cost_usd": 0.0, "dry_run": True,
-                                      "backfill_id": None, "circuit_open_for_s": 0.0, "selection": "failed"}
+                                      "backfill_id": None, "circuit_open_for_s": 0.0, "selection": "failed",
+                                      "assets": ["images"]}
     submitted = subprocess.run([str(BIN / "asset-pipeline"), "retry-failed"], cwd=PROJECT, env=stack.env,
                                capture_output=True, text=True, timeout=300, check=False)
     assert submitted.returncode == 0, submitted.stderr

@@ -7,9 +7,10 @@ import json
 import click
 import dagster as dg
 
+from asset_pipeline.assets.keys import IMAGES
 from asset_pipeline.cli.context import CommandContext
 from asset_pipeline.cost_estimate import estimate_costs
-from asset_pipeline.retry_selection import partitions_with_status, submit_backfill
+from asset_pipeline.retry_selection import partitions_with_status, rerun_assets, submit_backfill
 from asset_pipeline.review_selection import rejected_partitions
 
 
@@ -38,11 +39,13 @@ def retry_failed(dry_run: bool, as_json: bool, rejected: bool) -> None:
                 raise click.ClickException(f"no budget remains today for {len(failed)} new take(s) "
                                            f"(estimated ${estimate:.4f}); nothing was submitted")
         backfill_id = None
+        assets = [IMAGES] if rejected else rerun_assets(context.catalog)
         if failed and not dry_run and not open_for_s:
             backfill_id = submit_backfill(instance, build_defs(context.settings), failed,
-                                          reason="retry-rejected" if rejected else "retry-failed")
+                                          reason="retry-rejected" if rejected else "retry-failed", assets=assets)
     report = {"failed": failed, "estimated_cost_usd": estimate, "dry_run": dry_run, "backfill_id": backfill_id,
-              "circuit_open_for_s": open_for_s, "selection": "rejected" if rejected else "failed"}
+              "circuit_open_for_s": open_for_s, "selection": "rejected" if rejected else "failed",
+              "assets": [asset.to_user_string() for asset in assets]}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     if failed and not dry_run and open_for_s:
@@ -59,7 +62,8 @@ def retry_failed(dry_run: bool, as_json: bool, rejected: bool) -> None:
         return
     click.echo(f"{len(failed)} {what} partition(s), estimated ${estimate:.4f}: {', '.join(failed)}")
     if backfill_id:
-        click.echo(f"submitted backfill {backfill_id}; the Dagster daemon (make dev) launches its run(s)")
+        click.echo(f"submitted backfill {backfill_id} of {', '.join(a.to_user_string() for a in assets)}; "
+                   "the Dagster daemon (make dev) launches its run(s)")
     else:
         click.echo("dry run: nothing launched")
         if open_for_s:

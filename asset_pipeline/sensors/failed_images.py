@@ -1,6 +1,7 @@
 """`failed_images_sensor` (off by default): re-run failed images while the provider and budget allow.
 
-The sensor targets `images` (`asset_selection`), which is what lets the daemon accept its
+The sensor targets `images` and `prompts` (`asset_selection`; prompts are re-run, free when
+already written, for a catalog with briefs), which is what lets the daemon accept its
 `RunRequest.for_asset_graph_subset`: each tick that finds failures requests one backfill of exactly
 the failed (and fallback) partitions, and the daemon launches one run per contiguous range.
 
@@ -15,7 +16,7 @@ import json
 
 import dagster as dg
 
-from asset_pipeline.assets.keys import IMAGES
+from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
 from asset_pipeline.resources.ledger import LedgerResource
@@ -24,6 +25,7 @@ from asset_pipeline.retry_selection import (
     describe_keys,
     images_subset,
     partitions_with_status,
+    rerun_assets,
 )
 
 SENSOR_TAG_VALUE = "failed_images_sensor"
@@ -44,7 +46,7 @@ def next_cursor(requested: set[str], *, fresh: list[str], failed: list[str], in_
 @dg.sensor(
     name="failed_images_sensor",
     minimum_interval_seconds=300,
-    asset_selection=[IMAGES],
+    asset_selection=[PROMPTS, IMAGES],  # prompts too, for the briefs of a catalog that has them
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Backfills failed `images` partitions (each at most once) when the provider circuit is "
     "not open and budget remains under the caps in force.",
@@ -75,7 +77,7 @@ def failed_images_sensor(
         if remaining.today_usd <= 0:
             return dg.SkipReason(f"no budget remains today (caps {remaining.source.describe()})")
     context.log.info(f"requesting a backfill of {len(fresh)} failed image partition(s): {describe_keys(fresh)}")
-    subset = images_subset(fresh, context.repository_def.asset_graph)
+    subset = images_subset(fresh, context.repository_def.asset_graph, assets=rerun_assets(catalog))
     return dg.SensorResult(
         run_requests=[dg.RunRequest.for_asset_graph_subset(subset, tags={RETRY_TAG: SENSOR_TAG_VALUE})],
         cursor=next_cursor(requested, fresh=fresh, failed=failed, in_progress=in_progress),

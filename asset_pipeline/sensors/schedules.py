@@ -10,7 +10,7 @@ the runs are held to: the caps in force in the ledger (`LedgerResource.remaining
 
 import dagster as dg
 
-from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGES
+from asset_pipeline.assets.keys import ASSET_MANIFEST, CONTACT_SHEET, IMAGES, PROMPTS
 from asset_pipeline.cost_estimate import estimate_costs
 from asset_pipeline.resources.catalog_file import CatalogFile
 from asset_pipeline.resources.image_generator import ImageGenerator
@@ -20,6 +20,7 @@ from asset_pipeline.retry_selection import (
     describe_keys,
     partitions_with_status,
     range_run_requests,
+    rerun_assets,
     within_budget,
 )
 
@@ -31,7 +32,7 @@ def build_schedules(*, images_cron: str, summaries_cron: str,
     @dg.schedule(
         name="images_within_budget",
         cron_schedule=images_cron,
-        target=dg.AssetSelection.assets(IMAGES),
+        target=dg.AssetSelection.assets(PROMPTS, IMAGES),
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Runs missing and failed images that fit the remaining budget: one partition-range run per "
         "contiguous range, tagged with its partitions and estimated cost.",
@@ -54,7 +55,7 @@ def build_schedules(*, images_cron: str, summaries_cron: str,
                 f"of ${budget:.4f}"
             )
         requests = range_run_requests({key: costs[key] for key in chosen}, catalog.ids, reason="schedule",
-                                      partitions_per_run=partitions_per_run)
+                                      partitions_per_run=partitions_per_run, assets=rerun_assets(catalog))
         left = len(wanted) - len(chosen)
         context.log.info(
             f"{len(chosen)} image(s) in {len(requests)} run(s), estimated ${sum(costs[k] for k in chosen):.4f}: "
