@@ -19,6 +19,11 @@ Failures, classified by `generation/failures.py` from what is raised here:
     job vanished from queue and history    PaidFailure, nothing billed -> transient, a new prompt
     output not the requested size          fitted like Replicate's (original kept) or refused
 A terminated run deletes its prompt from the queue, or interrupts it if it is running.
+
+The longest module of the package, on purpose: one job's life (submit, follow the event stream and
+`/queue` + `/history`, stop, fetch, fit) is one sequence over shared state, and cutting it up would
+scatter the re-attach and billing rules. The HTTP client, the workflow and its mapping, the choice
+of server and the GPU-time billing each live in their own `comfyui_*` module.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Retries follow each failure's class (`generation/failures.py`); the circuit brea
 every process through the ledger database, makes requests wait out a provider outage.
 
 `ImageGenerator` (resources/) turns run config into one of these; tests build it directly.
+
+Larger than its neighbours because it is the one place the money sequence lives (re-attach, adopt,
+reserve, render, charge or release); the pure parts are elsewhere: failure classes and strategies
+(`failures.py`, `retries.py`), prices (`pricing.py`), the breaker and ledger (`ledger/`).
 """
 
 from __future__ import annotations
