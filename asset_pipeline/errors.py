@@ -204,15 +204,18 @@ class PaidFailure(GenerationError):
 
     `final` means retrying the identical request would only pay again for the same result (a
     succeeded prediction whose output is unusable): the image fails with this cause instead.
-    `billing_note` says why `billed_usd` is not simply the provider's own report.
+    `billing_note` says why `billed_usd` is not simply the provider's own report. `input_error`
+    means our inputs caused it (a ComfyUI node raised ValueError): final, and no sign of the
+    provider's health, so it does not feed the circuit breaker.
     """
 
     def __init__(self, partition_key: str, reason: str, *, billed_usd: float, prediction_id: str | None,
-                 final: bool = False, billing_note: str | None = None):
+                 final: bool = False, billing_note: str | None = None, input_error: bool = False):
         super().__init__(partition_key, reason)
         self.billed_usd = billed_usd
         self.prediction_id = prediction_id
-        self.final = final
+        self.final = final or input_error
+        self.input_error = input_error
         self.billing_note = billing_note
 
 

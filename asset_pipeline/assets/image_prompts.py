@@ -5,8 +5,9 @@ or a pinned `prompt_override`) never wait for the `prompts` asset: when their st
 partition is missing or out of date, the images step logs it itself (free, no LLM), so catalogs
 without briefs work as before with `images` alone. Entries with a brief render the stored prompt
 (even a stale one: "materializing images alone uses the stored prompts"); one with no stored prompt
-fails with a message saying to materialize `prompts` first. In a run that writes prompts too, a
-brief whose prompt failed in that run fails its image (the other images of the run go on).
+fails with a message saying to materialize `prompts` first. A brief whose latest prompt attempt
+failed (after its stored prompt was written) fails its image with that reason instead of rendering
+the older prompt, in the run that wrote prompts and in any re-execution or images-only run after it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import dagster as dg
 from asset_pipeline.assets.keys import PROMPTS
 from asset_pipeline.assets.lineage import latest_events_by_partition
 from asset_pipeline.assets.prompt_events import (
+    latest_prompt_failures,
     latest_prompts,
     observe_catalog_versions,
     prompt_materialization,
@@ -27,8 +29,8 @@ from asset_pipeline.prompting.value import rendered_spec, written_value
 from asset_pipeline.prompting.writer import WrittenPrompt
 
 NO_PROMPT_YET = "no prompt written for its brief yet: materialize `prompts` for this partition first"
-NOT_WRITTEN_IN_RUN = ("its prompt was not written in this run (the `prompts` step's log says why), so the "
-                      "stored one may be out of date: nothing was rendered")
+PROMPT_FAILED_LAST = ("its latest prompt failed ({reason}); nothing was rendered from an older prompt: "
+                      "materialize `prompts` for this partition again")
 
 
 def prompts_for_images(
@@ -38,11 +40,8 @@ def prompts_for_images(
     """(the catalog with final prompts in place of briefs, each key's `prompts` version and event,
     the keys that cannot be rendered and why)."""
     stored = latest_prompts(context.instance, keys)
-    # A run that writes prompts too renders a brief's image only from the prompt written in this run:
-    # one whose prompt failed here must not fall back to an older stored prompt (issue 15).
-    selected = context.run.asset_selection  # None or empty: every asset of the job
-    writes_prompts = (not selected or PROMPTS in selected) and any(
-        prompt.run_id == context.run.run_id for prompt in stored.values())
+    briefs = [key for key in keys if key in catalog.by_id and written_value(catalog.by_id[key]) is None]
+    failed = latest_prompt_failures(context.instance, briefs, stored) if briefs else {}
     specs = dict(catalog.by_id)
     versions: dict[str, tuple[str, int]] = {}
     missing: dict[str, str] = {}
@@ -53,8 +52,8 @@ def prompts_for_images(
             continue  # produce_image reports the unknown id
         value = written_value(spec)
         if value is None:
-            if writes_prompts and (key not in stored or stored[key].run_id != context.run.run_id):
-                missing[key] = NOT_WRITTEN_IN_RUN
+            if key in failed:
+                missing[key] = PROMPT_FAILED_LAST.format(reason=failed[key][:300])
                 continue
             if key not in stored:
                 missing[key] = NO_PROMPT_YET

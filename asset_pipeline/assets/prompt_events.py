@@ -20,6 +20,7 @@ from asset_pipeline.prompting.value import PromptValue, rendered_spec
 from asset_pipeline.prompting.writer import WrittenPrompt
 
 PROMPTS_CODE_VERSION = "1"
+PROMPT_FAILED = "prompt_failed"  # metadata of the observation that records a failed prompt
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ class StoredPrompt:
     value: PromptValue
     version: str
     storage_id: int
-    run_id: str = ""
 
 
 def observe_catalog_versions(
@@ -59,7 +59,7 @@ def latest_prompts(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, S
         if prompt is None or version is None:
             continue
         value = PromptValue(prompt=str(prompt.value), negative_prompt=str(negative.value) if negative else "")
-        found[key] = StoredPrompt(value, version, record.storage_id, record.run_id)
+        found[key] = StoredPrompt(value, version, record.storage_id)
     return found
 
 
@@ -108,3 +108,22 @@ def prompt_diff_markdown(old: PromptValue | None, new: PromptValue) -> str:
         return "first version"
     lines = prompt_diff_lines(old, new)
     return "unchanged" if not lines else "```diff\n" + "\n".join(lines) + "\n```"
+
+
+def prompt_failure(partition_key: str, reason: str) -> dg.AssetObservation:
+    """Records that `partition_key`'s latest prompt failed. An observation carries no data version,
+    so staleness is untouched; `images` reads it (`latest_prompt_failures`) so that it never renders
+    an older stored prompt in place of the one that failed, whatever run or re-execution follows."""
+    return dg.AssetObservation(asset_key=PROMPTS, partition=partition_key, metadata={PROMPT_FAILED: reason[:2000]})
+
+
+def latest_prompt_failures(instance: dg.DagsterInstance, keys: list[str],
+                           stored: dict[str, StoredPrompt]) -> dict[str, str]:
+    """Of `keys`, those whose latest prompt attempt failed after their stored prompt was written, and why."""
+    failures = {}
+    for key, record in latest_events_by_partition(instance, PROMPTS, keys, observation=True).items():
+        observation = record.asset_observation
+        reason = observation.metadata.get(PROMPT_FAILED) if observation else None
+        if reason is not None and (key not in stored or record.storage_id > stored[key].storage_id):
+            failures[key] = str(reason.value)
+    return failures

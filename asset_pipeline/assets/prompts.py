@@ -5,9 +5,10 @@ finished partition as soon as it is written, failures raised at the end), and up
 a backfill or `--partition-range` selecting both runs prompts then images in the same runs as
 images alone. To let `images` run after it in the same run, the step ends with one output that
 carries no materialization (`HAND_ON`, see `dagster_internals.py`); Dagster otherwise skips the
-steps below an asset that yielded no output. A prompt that failed is logged, and that run's images
-step fails its image with the reason (never rendering an older stored prompt) while the other
-images go on; only when no prompt at all was written does the step fail and images not start.
+steps below an asset that yielded no output. A prompt that fails is recorded (`prompt_failure`)
+and, when the run renders images too, that image fails with the reason (never rendering an older
+stored prompt) while the other images go on. The step itself fails when no prompt at all was
+written, or when the run has no images step (a prompts-only run must show its failures).
 """
 
 
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from asset_pipeline.assets.keys import IMAGE_CATALOG, PROMPTS
+from asset_pipeline.assets.keys import IMAGE_CATALOG, IMAGES, PROMPTS
 from asset_pipeline.assets.partition_runner import per_partition_asset, raise_for_failures, run_concurrently
 from asset_pipeline.assets.prompt_events import (
     PROMPTS_CODE_VERSION,
     latest_prompts,
     observe_catalog_versions,
+    prompt_failure,
     prompt_materialization,
 )
 from asset_pipeline.dagster_internals import SYSTEM_METADATA_KEY_SOURCE_ASSET_OBSERVATION
@@ -125,6 +127,7 @@ def build_prompts(
                     if outcome.written is None:
                         failures[outcome.partition_key] = outcome.error or "failed"
                         context.log.error(f"prompt {outcome.partition_key} failed: {outcome.error}")
+                        yield prompt_failure(outcome.partition_key, outcome.error or "failed")
                         continue
                     written_count += 1
                     cache_hits += outcome.written.cache_hit
@@ -138,7 +141,7 @@ def build_prompts(
             writer.close()
         context.log.info(f"prompts: {written_count} written ({cache_hits} cache hit(s)), {len(failures)} failed, "
                          f"${cost:.6f} spent on the LLM")
-        if failures and not written_count:
+        if failures and (not written_count or not _images_in_this_run(context)):
             raise_for_failures(failures, total=len(context.partition_keys))
         if failures:  # the images of the prompts that were written go on; the others fail in `images`
             context.log.warning(f"{len(failures)} prompt(s) failed; their images will fail in this run's images "
@@ -146,3 +149,17 @@ def build_prompts(
         yield dg.Output(None, metadata=HAND_ON)
 
     return prompts
+
+
+def _images_in_this_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether this run's plan has the `images` step (a re-execution names its steps; a run of a
+    selection names its assets; otherwise the execution plan says)."""
+    run = context.run
+    if run.step_keys_to_execute:
+        return IMAGES.to_python_identifier() in run.step_keys_to_execute
+    if run.asset_selection:
+        return IMAGES in run.asset_selection
+    snapshot_id = run.execution_plan_snapshot_id
+    plan = context.instance.get_execution_plan_snapshot(snapshot_id) if snapshot_id else None
+    return plan is None or any(step.key == IMAGES.to_python_identifier() for step in plan.steps)
+

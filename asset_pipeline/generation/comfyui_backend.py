@@ -14,7 +14,7 @@ Failures, classified by `generation/failures.py` from what is raised here:
                                            the request hash carried in `extra_data`
     node_errors on submit                  ProviderError 400 naming node and input -> invalid input
     out of memory in execution_error       PaidFailure "out of memory" -> fewer steps
-    a node raised ValueError, KeyError...  PaidFailure, final: the same inputs fail the same way
+    a node raised ValueError, KeyError...  PaidFailure(input_error) -> invalid input, fail, GPU time paid
     any other execution_error              PaidFailure -> transient (a GPU hiccup may not recur)
     job vanished from queue and history    PaidFailure, nothing billed -> transient, a new prompt
     output not the requested size          fitted like Replicate's (original kept) or refused
@@ -231,7 +231,7 @@ class ComfyUIBackend(ImageBackend):
         if status != "success":
             raise PaidFailure(request.partition_key, f"prompt {prediction_id} {_failure(entry, self.workflow)}",
                               billed_usd=cost, prediction_id=prediction_id, billing_note=took.note,
-                              final=_deterministic(entry))
+                              input_error=_deterministic(entry))
         image = self._output_image(request, entry, prediction_id, cost)
         try:
             data = client.view(image, max_bytes=self.config.max_download_bytes, timeout_s=self.config.download_timeout_s)
@@ -322,7 +322,8 @@ class ComfyUIBackend(ImageBackend):
             return started, False
         if started is None and kind in ("execution_start", "executing", "progress"):
             started = time.monotonic()
-            clock.restart(started)  # the ETA's pace counts from the job's start, not from its wait in the queue
+            if kind != "progress" or data.get("value") == 1:  # not when re-attaching mid-job
+                clock.restart(started)  # the ETA's pace counts from the job's start, not from its wait in the queue
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             return started, True
         if kind == "executing" and data.get("node") is None:

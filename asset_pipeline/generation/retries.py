@@ -70,6 +70,8 @@ class BackoffSettings(Protocol):
 
 def classify_error(error: GenerationError, history: list[AttemptRecord]) -> Classified:
     # Set by the generator and backends from what they know, not from message patterns.
+    if getattr(error, "input_error", False):
+        return Classified(FailureClass.INVALID_INPUT, STRATEGY_FOR[FailureClass.INVALID_INPUT])
     if getattr(error, "final", False):
         return Classified(FailureClass.UNUSABLE_OUTPUT, STRATEGY_FOR[FailureClass.UNUSABLE_OUTPUT])
     timeouts = sum(1 for attempt in history if "ran over" in attempt.detail)

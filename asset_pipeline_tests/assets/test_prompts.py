@@ -12,7 +12,7 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from asset_pipeline.assets.image_prompts import NO_PROMPT_YET, NOT_WRITTEN_IN_RUN
+from asset_pipeline.assets.image_prompts import NO_PROMPT_YET
 from asset_pipeline.assets.keys import IMAGES, PROMPTS
 from asset_pipeline_testing.briefs import LLM_KEY, PRICE, STYLE, brief_entries, write_brief_catalog
 from asset_pipeline_testing.helpers import materialize, pipeline_defs
@@ -154,9 +154,18 @@ def test_a_refused_prompt_fails_only_its_image_and_never_renders_the_older_promp
     assert set(metadata(result, PROMPTS)) == set(KEYS) - {"brief-001"}
     assert set(metadata(result, IMAGES)) == set(KEYS) - {"brief-001"}  # cache hits, the step ran
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert failure.step_key == "images" and NOT_WRITTEN_IN_RUN in failure.step_failure_data.error.message
-    assert "brief-001" in failure.step_failure_data.error.message
+    message = failure.step_failure_data.error.message
+    assert failure.step_key == "images" and "brief-001: its latest prompt failed (the LLM refused" in message
     assert set((data_dir / "objects").rglob("*.png")) == images_before  # nothing new rendered
+
+    # Re-executing the failed images (a new run with only the images step) does not fall back either.
+    again = materialize(defs, instance, first="brief-001", last="brief-001")
+    assert not again.success
+    assert "its latest prompt failed" in next(e for e in again.all_events if e.is_step_failure).step_failure_data.error.message
+    assert set((data_dir / "objects").rglob("*.png")) == images_before
+
+    # A prompts-only run that cannot write it fails, so the UI shows the partition as failed.
+    assert not materialize(defs, instance, selection="prompts", first="brief-001", last="brief-001").success
 
     # Once the LLM answers, the same run selection writes the prompt and renders the new image.
     fake_openai.brief_faults.clear()

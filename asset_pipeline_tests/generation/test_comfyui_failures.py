@@ -71,6 +71,7 @@ def test_a_node_that_raises_a_value_error_fails_at_once_and_its_gpu_time_is_paid
         assert not result.success
         assert "failed in node 3 (KSampler): ValueError: image size must be a multiple of 8" in failure_message(result)
         assert len(server.submitted) == 1
+        assert [(a["failure_class"], a["strategy"]) for a in attempts(data_dir)] == [("invalid_input", "fail")]
         assert charged(data_dir) > 0 and violations(data_dir, [server]) == []
 
 
