@@ -30,6 +30,11 @@ from asset_pipeline.ledger.database import aware, exclusive
 from asset_pipeline.ledger.schema import circuit_events, generation_attempts
 
 PROVIDER_FAILURE_CLASSES = ("transient", "model_unavailable")
+# How long a request waiting past the longest outage trusts an unanswered trial (a whole render:
+# create, a slow model's predict time, the download). Longer than a cool-down, which only bounds
+# how long a lost trial keeps its slot; a trial slower than the cool-down must not make the
+# requests waiting for its verdict give up beside it.
+TRIAL_VERDICT_WAIT_S = 300.0
 
 
 class BreakerState(StrEnum):
@@ -93,14 +98,16 @@ def free_trial_slots(events: list[BreakerEvent], now: datetime, config: BreakerC
 
 
 def trial_in_flight(events: list[BreakerEvent], now: datetime, config: BreakerConfig) -> bool:
-    """A trial request is out and its verdict has not come back yet."""
+    """A trial request is out and its verdict has not come back yet (trusted for
+    `TRIAL_VERDICT_WAIT_S`, or a cool-down when that is longer)."""
     since = _open_since(events)
     if since is None:
         return False
     phase = events[since + 1:]
     claims = [e.at for e in phase if e.kind == "trial"]
     verdicts = sum(1 for e in phase if e.kind in ("trial_ok", "trial_failed"))
-    return any(now - at < timedelta(seconds=config.cooldown_s) for at in claims[verdicts:])
+    trusted = timedelta(seconds=max(config.cooldown_s, TRIAL_VERDICT_WAIT_S))
+    return any(now - at < trusted for at in claims[verdicts:])
 
 
 def trial_verdict(events: list[BreakerEvent], config: BreakerConfig) -> str | None:
