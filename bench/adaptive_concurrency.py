@@ -27,6 +27,7 @@ from asset_pipeline.limits.sql_store import SqlLimitStore
 from asset_pipeline.settings import PipelineSettings
 from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
 from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.helpers import materializations
 
 TOKEN = "r8_bench_token_never_printed"
 
@@ -92,7 +93,7 @@ def main() -> None:
                                         resources=defs.resources, tags=tags, raise_on_error=False)
                 wall = time.perf_counter() - t0
             done.set()
-            made = sum(1 for e in result.get_asset_materialization_events() if e.materialization.partition)
+            made = len(materializations(result))  # images only, not the prompts logged on the way
     half = n / 2
     ideal = half / min(args.create_rate, args.provider_concurrency / 1.0) + \
         half / min(args.create_rate, args.provider_concurrency / args.slow_latency)

@@ -28,6 +28,7 @@ from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.settings import PipelineSettings
 from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
 from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.helpers import materializations
 
 TOKEN = "r8_bench_token"
 CREATE_SHARE = 0.15  # of the 30%: refused creations (429/500/503); the rest fail the prediction
@@ -63,7 +64,7 @@ def run(root: Path, *, partitions: int, latency: float, concurrency: int, faults
             result = dg.materialize(list(defs.assets), selection=["images"], instance=instance,
                                     resources=defs.resources, tags=tags, raise_on_error=False)
             wall = time.perf_counter() - started
-        made = sum(1 for e in result.get_asset_materialization_events() if e.materialization.partition)
+        made = len(materializations(result))  # images only, not the prompts logged on the way
         succeeded = Counter(repr((p.model, sorted(p.input.items()))) for p in fake.predictions.values()
                             if p.status == "succeeded")
         spent = BudgetLedger(ledger_engine(f"sqlite:///{data / 'ledger.db'}")).status(BudgetCaps(100, 100, 100))

@@ -24,6 +24,7 @@ from asset_pipeline.ledger.money import BudgetCaps
 from asset_pipeline.settings import PipelineSettings
 from asset_pipeline_testing.fake_replicate.running import running_fake_replicate
 from asset_pipeline_testing.fake_replicate.server import FakeReplicateState
+from asset_pipeline_testing.helpers import materializations
 from asset_pipeline_testing.ledger_race import reserve_until_exhausted
 from asset_pipeline_testing.postgres import fresh_database
 
@@ -58,7 +59,7 @@ def range_run(
             logs = {entry.dagster_event_type: entry.timestamp for entry in instance.all_logs(result.run_id)
                     if entry.dagster_event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)}
         step_wall = logs[dg.DagsterEventType.STEP_SUCCESS] - logs[dg.DagsterEventType.STEP_START]
-        count = sum(1 for e in result.get_asset_materialization_events() if e.materialization.partition)
+        count = len(materializations(result))  # images only, not the prompts logged on the way
         return wall, step_wall, fake.bill_usd, count
 
 
