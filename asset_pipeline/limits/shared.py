@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,14 @@ from asset_pipeline.limits.store import LimitStore
 SLOT_POLL_S = 0.1  # how often the one waiting thread of a process asks again for a slot
 LEASE_S = 30.0  # an in-flight slot of a process that died is free again after this long
 REFRESH_EVERY = 20  # at the ceiling, one healthy answer in this many is written to the shared store
+# Push-back (a 429, a 5xx, a timeout) lowers the shared limit only when it is sustained: at least
+# PUSHBACK_MIN of this process's last PUSHBACK_WINDOW answers, and at least PUSHBACK_SHARE of them.
+# A batch meets random faults as a matter of course (issue 12: 30% of requests); halving on each
+# lone one kept the limit at 1-4 and made such a run 4x slower, while a provider really pushing
+# back answers most requests that way within a few answers.
+PUSHBACK_WINDOW = 20
+PUSHBACK_MIN = 3
+PUSHBACK_SHARE = 0.4
 
 
 class SharedRateLimit:
@@ -85,6 +94,7 @@ class AdaptiveConcurrency:
         self._skipped = 0
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        self._recent: deque[bool] = deque(maxlen=PUSHBACK_WINDOW)  # True: push-back
         self._renewer: threading.Thread | None = None
 
     @property
@@ -151,6 +161,8 @@ class AdaptiveConcurrency:
     def observe(self, outcome: Outcome, *, latency_s: float | None) -> None:
         if outcome == "neutral" or not self.adaptive:
             return
+        if not self._sustained(outcome):
+            return  # a lone fault among healthy answers says nothing about load
         now = time.time()
         if outcome == "ok" and self._healthy_at_ceiling(latency_s, now):
             return  # nothing would change but the baseline's last digits: spare the shared store a write
@@ -160,6 +172,13 @@ class AdaptiveConcurrency:
             initial=self._initial)
         self._seen = state
         self._announce(state)
+
+    def _sustained(self, outcome: Outcome) -> bool:
+        """Record `outcome` in this process's window; True unless it is push-back that is not yet sustained."""
+        with self._held_lock:
+            self._recent.append(outcome != "ok")
+            pushback, answers = sum(self._recent), len(self._recent)
+        return outcome == "ok" or (pushback >= PUSHBACK_MIN and pushback >= PUSHBACK_SHARE * answers)
 
     def _healthy_at_ceiling(self, latency_s: float | None, now: float) -> bool:
         """A healthy answer while the limit sits at its ceiling changes nothing shared; every

@@ -26,7 +26,7 @@ def test_the_limit_reaches_the_run_log_and_the_hub(fake_replicate, tmp_path: Pat
     completed = [m for m in messages if m.get("status") == "completed"]
     assert len(completed) == 3 and all(m["concurrency_limit"] == 6 for m in completed)
 
-    fake_replicate.fail_creates = [429, 429]  # the provider pushes back: the next run starts lower
+    fake_replicate.fail_creates = [429, 429, 429]  # sustained push-back: the next run starts lower
     again = materialize(pipeline_defs(catalog, data_dir, backend="replicate", hub_enabled=False,
                                       provider_max_concurrency=6), instance, first="img-03", last="img-05")
     assert again.success

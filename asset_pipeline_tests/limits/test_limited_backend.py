@@ -55,9 +55,13 @@ def test_a_429_halves_the_shared_limit_and_successes_grow_it(tmp_path: Path):
     seen: list[int] = []
     concurrency = AdaptiveConcurrency(store, key="replicate", config=AimdConfig(max_limit=8), lease_s=60,
                                       on_change=seen.append)
-    backend = LimitedBackend(ScriptedBackend([429, "ok", 503]), rate=SharedRateLimit(store, key="replicate", rate=100),
-                             concurrency=concurrency)
-    with pytest.raises(ProviderError):
+    backend = LimitedBackend(ScriptedBackend([429, 429, 429, "ok", 503]),
+                             rate=SharedRateLimit(store, key="replicate", rate=100), concurrency=concurrency)
+    for _ in range(2):  # a lone 429 or two may be a random fault: not yet a reason to back off
+        with pytest.raises(ProviderError):
+            backend.render(request(), RenderSession())
+    assert store.read_limit("replicate") is None and seen == [8]
+    with pytest.raises(ProviderError):  # the third in a row is sustained push-back
         backend.render(request(), RenderSession())
     assert concurrency.limit == 4 and seen == [8, 4]
     backend.render(request(), RenderSession())
@@ -135,3 +139,12 @@ def test_malformed_limit_settings_name_the_variable(monkeypatch, variable, value
         load_settings()
     assert str(caught.value).startswith(variable) and reason in str(caught.value)
     assert "pw-secret" not in str(caught.value)
+
+
+def test_random_faults_among_healthy_answers_do_not_lower_the_limit(tmp_path: Path):
+    """15% of answers failing at random (issue 12's bad day) is not push-back: the limit stays up."""
+    store = SqlLimitStore(ledger_engine(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    concurrency = AdaptiveConcurrency(store, key="replicate", config=AimdConfig(max_limit=16), lease_s=60)
+    for index in range(200):
+        concurrency.observe("throttled" if index % 7 == 3 else "ok", latency_s=None if index % 7 == 3 else 1.0)
+    assert concurrency.limit == 16
